@@ -1,0 +1,195 @@
+"""Settings: the one place that reads the environment.
+
+Every ``RECEIVER_*`` variable of the contract is parsed here into a frozen dataclass.
+Every bad variable is collected, and start-up fails with one ``ConfigError`` naming
+each of them: a bad value never becomes a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from receiver.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration; defaults are the contract's."""
+
+    database_url: str = "sqlite:///var/receiver.db"
+    bind: str = "127.0.0.1:8000"
+    web_workers: int = 2
+    gbg_base_url: str = "https://eu.platform.go.gbgplc.com"
+    gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"
+    gbg_api_version: str = "v2"
+    gbg_client_id: str | None = None
+    gbg_client_secret: str | None = None
+    gbg_username: str | None = None
+    gbg_password: str | None = None
+    webhook_username: str | None = None
+    webhook_password: str | None = None
+    webhook_api_key: str | None = None
+    webhook_api_key_header: str = "X-API-Key"
+    webhook_auth: str = "required"
+    api_tokens: tuple[str, ...] = ()
+    webhook_timeout: float = 300.0
+    confirm_delay: float = 1.0
+    poll_interval: float = 10.0
+    poll_error_backoff: float = 5.0
+    poll_max_errors: int = 30
+    poll_max_interval: float = 300.0
+    poll_concurrency: int = 8
+    poll_lease: float = 60.0
+    gbg_rate_limit: float = 20.0
+    instance_ttl: float = 604800.0
+    max_body_bytes: int = 1048576
+    trusted_proxies: int = 0
+    store_pii: bool = False
+    log_format: str = "json"
+    retention_days: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``RECEIVER_*`` variables; raise ConfigError naming every bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            name = "RECEIVER_" + f.name.upper()
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[f.name] = _PARSERS[f.type](raw.strip())
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        if not problems:
+            settings = cls(**values)
+            problems = settings.problems()
+            if not problems:
+                return settings
+        raise ConfigError(problems)
+
+    def problems(self) -> list[str]:
+        """Cross-field and range checks, each naming its variable."""
+        out: list[str] = []
+
+        def need(ok: bool, var: str, why: str) -> None:
+            if not ok:
+                out.append(f"RECEIVER_{var}: {why}")
+
+        need(
+            self.database_url.startswith(("sqlite:", "postgresql")),
+            "DATABASE_URL",
+            "must be a sqlite:/// or postgresql+psycopg:// URL",
+        )
+        need(":" in self.bind or self.bind.startswith("unix:"), "BIND", "must be HOST:PORT")
+        need(self.gbg_api_version in ("v1", "v2"), "GBG_API_VERSION", "must be v1 or v2")
+        for var, url in (("GBG_BASE_URL", self.gbg_base_url), ("GBG_TOKEN_URL", self.gbg_token_url)):
+            need(url.startswith(("http://", "https://")), var, "must be an http(s) URL")
+        need(
+            self.webhook_auth in ("required", "none"), "WEBHOOK_AUTH", "must be required or none"
+        )
+        need(
+            (self.webhook_username is None) == (self.webhook_password is None),
+            "WEBHOOK_USERNAME" if self.webhook_password else "WEBHOOK_PASSWORD",
+            "RECEIVER_WEBHOOK_USERNAME and RECEIVER_WEBHOOK_PASSWORD go together",
+        )
+        need(
+            self.webhook_auth == "none" or self.webhook_credentials_set,
+            "WEBHOOK_AUTH",
+            "is 'required' but neither RECEIVER_WEBHOOK_USERNAME/PASSWORD nor "
+            "RECEIVER_WEBHOOK_API_KEY is set (set one, or RECEIVER_WEBHOOK_AUTH=none for demos)",
+        )
+        need(
+            bool(_HEADER.match(self.webhook_api_key_header)),
+            "WEBHOOK_API_KEY_HEADER",
+            "must be an HTTP header name",
+        )
+        need(
+            (self.gbg_username is None) == (self.gbg_password is None),
+            "GBG_USERNAME" if self.gbg_password else "GBG_PASSWORD",
+            "RECEIVER_GBG_USERNAME and RECEIVER_GBG_PASSWORD go together",
+        )
+        need(
+            (self.gbg_client_id is None) == (self.gbg_client_secret is None),
+            "GBG_CLIENT_ID" if self.gbg_client_secret else "GBG_CLIENT_SECRET",
+            "RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET go together",
+        )
+        need(
+            self.gbg_username is None or self.gbg_client_id is not None,
+            "GBG_CLIENT_ID",
+            "is required when RECEIVER_GBG_USERNAME is set",
+        )
+        for var in ("webhook_timeout", "confirm_delay", "poll_error_backoff", "instance_ttl"):
+            need(getattr(self, var) >= 0, var.upper(), "must be >= 0")
+        for var in ("poll_interval", "poll_lease", "gbg_rate_limit", "retention_days"):
+            need(getattr(self, var) > 0, var.upper(), "must be > 0")
+        need(
+            self.poll_max_interval >= self.poll_interval,
+            "POLL_MAX_INTERVAL",
+            "must be >= RECEIVER_POLL_INTERVAL",
+        )
+        for var in ("poll_max_errors", "poll_concurrency", "web_workers", "max_body_bytes"):
+            need(getattr(self, var) >= 1, var.upper(), "must be >= 1")
+        need(self.trusted_proxies >= 0, "TRUSTED_PROXIES", "must be >= 0")
+        need(self.log_format in ("json", "text"), "LOG_FORMAT", "must be json or text")
+        return out
+
+    @property
+    def webhook_credentials_set(self) -> bool:
+        return self.webhook_username is not None or self.webhook_api_key is not None
+
+    @property
+    def gbg_configured(self) -> bool:
+        return self.gbg_client_id is not None
+
+
+def _number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a whole number") from None
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise ValueError("lists no token")
+    return tokens
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    "str": str,
+    "str | None": str,
+    "int": _integer,
+    "float": _number,
+    "bool": _boolean,
+    "tuple[str, ...]": _tokens,
+}

@@ -1,0 +1,75 @@
+"""The exception tree of gbg-receiver.
+
+    ReceiverError
+    ├── ConfigError          bad RECEIVER_* variables; start-up stops
+    ├── StoreUnavailable     our database does not answer; HTTP 503 + Retry-After
+    ├── Problem              a request the sender must not retry as is (RFC 9457 body)
+    └── GbgError             talking to GBG GO went wrong
+        ├── GbgUnavailable   timeout, connection, 5xx, 429 (retry_after), garbage 200
+        ├── GbgAuthError     the token endpoint refused our credentials, or 401 twice
+        └── GbgRejected      any other 4xx, e.g. 404 for an unknown instance
+
+Views turn these into HTTP in one place (``receiver.http``); the poller counts GbgError
+as a failed fetch under GBG's policy.
+"""
+
+from __future__ import annotations
+
+
+class ReceiverError(Exception):
+    """Base of every error raised on purpose by gbg-receiver."""
+
+
+class ConfigError(ReceiverError):
+    """One or more configuration variables are bad; each problem names its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class StoreUnavailable(ReceiverError):
+    """The database could not be reached or did not commit."""
+
+
+class Problem(ReceiverError):
+    """An RFC 9457 problem answered to the client."""
+
+    def __init__(
+        self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class GbgError(ReceiverError):
+    """A state fetch, journey start or token request did not succeed."""
+
+    kind = "error"
+
+
+class GbgUnavailable(GbgError):
+    """GBG did not answer usefully; try again later (after ``retry_after`` when given)."""
+
+    def __init__(self, message: str, *, kind: str = "unavailable", retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class GbgAuthError(GbgError):
+    """GBG refused our credentials or token."""
+
+    kind = "auth"
+
+
+class GbgRejected(GbgError):
+    """GBG answered a 4xx other than 401/429, e.g. 404 for an unknown instance."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = f"http_{status}"

@@ -1,0 +1,256 @@
+"""The one reconcile function: every observation, from any path, goes through decide().
+
+Pure: no I/O, no clock. An observation is what a path saw (a registration, a webhook,
+a state fetch or its failure, the instance's time-to-live running out); decide() turns
+the current instance and one observation into the next instance and at most one status
+change event. The rules that never bend live here:
+
+- a webhook never sets a final status: GBG's module fires before the journey ends, so
+  only the state API's answer does; the webhook's claim is kept for display;
+- a final status (completed, failed) never changes again; ``expired`` yields to a real
+  completed/failed;
+- each status change produces exactly one event.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from receiver import schedule
+from receiver.schedule import Policy
+
+IN_PROGRESS, COMPLETED, FAILED, EXPIRED = "in_progress", "completed", "failed", "expired"
+STATUSES = (IN_PROGRESS, COMPLETED, FAILED, EXPIRED)
+FINAL = frozenset({COMPLETED, FAILED})
+
+_SPELLINGS = {
+    "inprogress": IN_PROGRESS,
+    "pending": IN_PROGRESS,
+    "started": IN_PROGRESS,
+    "running": IN_PROGRESS,
+    "completed": COMPLETED,
+    "complete": COMPLETED,
+    "failed": FAILED,
+    "fail": FAILED,
+}
+
+
+def normalize_status(raw: Any) -> str | None:
+    """Map GBG's status in any spelling or case (InProgress, IN_PROGRESS...) to ours."""
+    if not isinstance(raw, str):
+        return None
+    return _SPELLINGS.get(re.sub(r"[^a-z]", "", raw.lower()))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One journey run, as the business's application reads it."""
+
+    instance_id: str
+    registered_at: float
+    updated_at: float
+    status: str = IN_PROGRESS
+    source: str = "api"
+    reference: str | None = None
+    gbg_status: str | None = None
+    outcome: str | None = None
+    result: dict[str, Any] | None = None
+    journey: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    webhook_claim: str | None = None
+    webhook_received_at: float | None = None
+    last_polled_at: float | None = None
+    completed_at: float | None = None
+    next_poll_at: float | None = None
+    poll_errors: int = 0
+    polling_gave_up: bool = False
+
+
+@dataclass(frozen=True)
+class GbgState:
+    """A parsed answer of GBG's state API (v1 or v2)."""
+
+    status: str
+    gbg_status: str
+    outcome: str | None = None
+    result: dict[str, Any] | None = None
+    journey: dict[str, Any] | None = None
+    completed_at: float | None = None
+    document: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    instance_id: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookReceived:
+    instance_id: str
+    claim: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    instance_id: str
+    state: GbgState
+    by: str = "poll"  # "api" when an operator asked for the fetch
+
+
+@dataclass(frozen=True)
+class FetchFailed:
+    instance_id: str
+    error: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class TtlPassed:
+    instance_id: str
+
+
+Observation = Registered | WebhookReceived | Fetched | FetchFailed | TtlPassed
+
+
+@dataclass(frozen=True)
+class Event:
+    instance_id: str
+    status: str
+    previous_status: str
+    source: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    instance: Instance
+    event: Event | None
+    created: bool
+
+
+class UnknownInstance(LookupError):
+    """A fetch result or expiry was observed for an instance that is not stored."""
+
+
+def decide(
+    current: Instance | None, observation: Observation, now: float, policy: Policy
+) -> Decision:
+    """Fold one observation into the instance; the only place that changes a status."""
+    created = current is None
+    if current is None:
+        if not isinstance(observation, Registered | WebhookReceived):
+            raise UnknownInstance(observation.instance_id)
+        current = Instance(
+            instance_id=observation.instance_id,
+            registered_at=now,
+            updated_at=now,
+            source="webhook" if isinstance(observation, WebhookReceived) else "api",
+            next_poll_at=now + policy.webhook_timeout,
+        )
+    match observation:
+        case Registered(reference=reference):
+            after = current if current.reference or not reference else replace(
+                current, reference=reference, updated_at=now
+            )
+        case WebhookReceived():
+            after = _webhook(current, observation, now, policy)
+        case Fetched():
+            after = _fetched(current, observation, now, policy)
+        case FetchFailed():
+            after = _failed(current, observation, now, policy)
+        case TtlPassed():
+            after = current
+            if current.status == IN_PROGRESS:
+                after = _settle(current, EXPIRED, _source(current, "poll"), now, next_poll_at=None)
+    event = None
+    if after.status != current.status:
+        event = Event(after.instance_id, after.status, current.status, after.source, now)
+    return Decision(after, event, created)
+
+
+def _webhook(current: Instance, obs: WebhookReceived, now: float, policy: Policy) -> Instance:
+    after = replace(
+        current,
+        webhook_received_at=current.webhook_received_at or now,
+        webhook_claim=obs.claim if obs.claim is not None else current.webhook_claim,
+        updated_at=now,
+    )
+    if current.status in FINAL:
+        return after
+    # The webhook asks for a confirming fetch; it never delays one that is already due.
+    confirm = now + policy.confirm_delay
+    if current.next_poll_at is not None and not current.polling_gave_up:
+        confirm = min(confirm, current.next_poll_at)
+    return replace(
+        after,
+        next_poll_at=confirm,
+        polling_gave_up=False,
+        poll_errors=0 if current.polling_gave_up else current.poll_errors,
+    )
+
+
+def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Instance:
+    if current.status in FINAL:
+        return replace(current, last_polled_at=now, updated_at=now, next_poll_at=None)
+    state = obs.state
+    after = replace(
+        current,
+        gbg_status=state.gbg_status,
+        outcome=state.outcome,
+        result=state.result,
+        journey=state.journey,
+        state=state.document,
+        last_polled_at=now,
+        poll_errors=0,
+        polling_gave_up=False,
+        updated_at=now,
+    )
+    if state.status in FINAL:
+        settled = _settle(after, state.status, _source(current, obs.by), now, next_poll_at=None)
+        return replace(settled, completed_at=state.completed_at or now)
+    if current.status == EXPIRED:
+        return replace(after, next_poll_at=None)
+    return replace(
+        after,
+        next_poll_at=schedule.next_poll_at(
+            policy, instance_id=current.instance_id, registered_at=current.registered_at, now=now
+        ),
+    )
+
+
+def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> Instance:
+    if current.status in FINAL:
+        return replace(current, last_polled_at=now, updated_at=now, next_poll_at=None)
+    errors = current.poll_errors + 1
+    next_at = schedule.next_poll_at(
+        policy,
+        instance_id=current.instance_id,
+        registered_at=current.registered_at,
+        now=now,
+        errors=errors,
+        retry_after=obs.retry_after,
+    )
+    return replace(
+        current,
+        last_polled_at=now,
+        poll_errors=errors,
+        polling_gave_up=next_at is None,
+        next_poll_at=next_at,
+        updated_at=now,
+    )
+
+
+def _source(current: Instance, by: str) -> str:
+    """How a status was found: an operator's fetch, else after a webhook, else polling alone."""
+    if by == "api":
+        return "api"
+    return "webhook" if current.webhook_received_at is not None else "poll"
+
+
+def _settle(
+    current: Instance, status: str, source: str, now: float, *, next_poll_at: float | None
+) -> Instance:
+    return replace(current, status=status, source=source, next_poll_at=next_poll_at, updated_at=now)

@@ -1,0 +1,451 @@
+"""The state store: the only module with SQL (SQLAlchemy Core, no ORM).
+
+One code path for SQLite (WAL, busy timeout, writers take the lock up front with
+BEGIN IMMEDIATE) and PostgreSQL (psycopg 3). The dialect shows through in three places
+only: taking a write lock, claiming due rows (FOR UPDATE SKIP LOCKED on PostgreSQL) and
+keeping event commits in ``seq`` order (an advisory lock on PostgreSQL).
+
+Every change of an instance goes through ``reconcile.decide()`` inside one transaction
+that holds the instance's row lock, so concurrent webhooks, pollers and operators fold
+their observations one after another and each status change writes exactly one event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from receiver.errors import StoreUnavailable
+from receiver.reconcile import Decision, Event, Instance, Observation, WebhookReceived, decide
+from receiver.schedule import Policy
+
+metadata = sa.MetaData()
+
+# BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid alias that
+# AUTOINCREMENT (never reusing a deleted seq) applies to.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("reference", sa.String(256)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("gbg_status", sa.String(64)),
+    sa.Column("outcome", sa.String(256)),
+    sa.Column("result", sa.JSON),
+    sa.Column("journey", sa.JSON),
+    sa.Column("state", sa.JSON),
+    sa.Column("webhook_claim", sa.String(64)),
+    sa.Column("registered_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("webhook_received_at", sa.Float),
+    sa.Column("last_polled_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("next_poll_at", sa.Float),
+    sa.Column("poll_errors", sa.Integer, nullable=False),
+    sa.Column("polling_gave_up", sa.Boolean, nullable=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", sa.Float),
+    # Due selection reads only rows that have a next poll: O(due), not O(all).
+    sa.Index(
+        "ix_instances_due",
+        "next_poll_at",
+        sqlite_where=sa.text("next_poll_at IS NOT NULL"),
+        postgresql_where=sa.text("next_poll_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_instances_unfinished",
+        "registered_at",
+        sqlite_where=sa.text("status = 'in_progress'"),
+        postgresql_where=sa.text("status = 'in_progress'"),
+    ),
+    sa.Index("ix_instances_newest", "registered_at", "instance_id"),
+    sa.Index("ix_instances_status_newest", "status", "registered_at", "instance_id"),
+    sa.Index(
+        "ix_instances_lease_owner",
+        "lease_owner",
+        sqlite_where=sa.text("lease_owner IS NOT NULL"),
+        postgresql_where=sa.text("lease_owner IS NOT NULL"),
+    ),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(128), nullable=False, index=True),
+    sa.Column("received_at", sa.Float, nullable=False, index=True),
+    sa.Column("peer", sa.String(64)),
+    sa.Column("claim", sa.String(64)),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("body", sa.LargeBinary),
+    sqlite_autoincrement=True,
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(128), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("previous_status", sa.String(16)),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # GCRA's theoretical arrival time: the earliest moment the next fetch may start.
+    sa.Column("tat", sa.Float, nullable=False),
+)
+
+FETCH_BUCKET = "gbg_state_fetch"
+_EVENT_ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
+_INSTANCE_FIELDS = tuple(f.name for f in fields(Instance))
+_DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook exactly as it arrived, less its credentials."""
+
+    instance_id: str
+    received_at: float
+    body: bytes
+    headers: dict[str, str]
+    peer: str | None
+    claim: str | None
+
+
+class Store:
+    """Instances, deliveries, the event log, claims with leases and the shared rate limit."""
+
+    def __init__(self, engine: Engine, policy: Policy) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_url(cls, url: str, policy: Policy) -> Store:
+        return cls(make_engine(url), policy)
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except _DB_DOWN as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(sqlite_begin="DEFERRED")
+        except _DB_DOWN as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- writes through decide() --------------------------------------------------------
+
+    def apply(
+        self, observation: Observation, now: float, *, lease_owner: str | None = None
+    ) -> Decision:
+        """Fold one observation into its instance; release our lease on it if we hold one."""
+        with self._write() as conn:
+            return self._apply(conn, observation, now, lease_owner)
+
+    def record_webhook(self, delivery: Delivery, now: float) -> Decision:
+        """Store the raw delivery and its effect in one transaction."""
+        with self._write() as conn:
+            conn.execute(deliveries.insert().values(_delivery_row(delivery)))
+            return self._apply(
+                conn, WebhookReceived(delivery.instance_id, delivery.claim), now, None
+            )
+
+    def _apply(
+        self, conn: Connection, observation: Observation, now: float, lease_owner: str | None
+    ) -> Decision:
+        while True:
+            row = conn.execute(
+                sa.select(instances)
+                .where(instances.c.instance_id == observation.instance_id)
+                .with_for_update()
+            ).first()
+            current = _to_instance(row) if row else None
+            decision = decide(current, observation, now, self.policy)
+            values = _to_row(decision.instance)
+            if lease_owner is not None:
+                mine = instances.c.lease_owner == lease_owner
+                values["lease_owner"] = sa.case((mine, None), else_=instances.c.lease_owner)
+                values["lease_expires_at"] = sa.case(
+                    (mine, None), else_=instances.c.lease_expires_at
+                )
+            if decision.created:
+                inserted = conn.execute(
+                    self._insert_ignore(instances).values(
+                        **values, lease_owner=None, lease_expires_at=None
+                    )
+                )
+                if inserted.rowcount == 0:
+                    continue  # another writer created it first: decide again on its row
+            elif decision.instance != current or lease_owner is not None:
+                conn.execute(
+                    instances.update()
+                    .where(instances.c.instance_id == observation.instance_id)
+                    .values(values)
+                )
+            if decision.event is not None:
+                self._append_event(conn, decision.event)
+            return decision
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.is_postgres else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    def _append_event(self, conn: Connection, event: Event) -> None:
+        if self.is_postgres:
+            # Sequence values are handed out before commit; holding this lock to commit
+            # makes seq order commit order, so a reader of ?after= never skips an event.
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK)))
+        conn.execute(
+            events.insert().values(
+                instance_id=event.instance_id,
+                status=event.status,
+                previous_status=event.previous_status,
+                source=event.source,
+                at=event.at,
+            )
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, instance_id: str) -> Instance | None:
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(instances).where(instances.c.instance_id == instance_id)
+            ).first()
+        return _to_instance(row) if row else None
+
+    def list_instances(
+        self, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[Instance], str | None]:
+        """A page of instances, newest first, and the cursor of the next page."""
+        query = sa.select(instances).order_by(
+            instances.c.registered_at.desc(), instances.c.instance_id.desc()
+        )
+        if status is not None:
+            query = query.where(instances.c.status == status)
+        if cursor is not None:
+            at, last_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    instances.c.registered_at < at,
+                    sa.and_(instances.c.registered_at == at, instances.c.instance_id < last_id),
+                )
+            )
+        with self._read() as conn:
+            rows = conn.execute(query.limit(limit + 1)).all()
+        page = [_to_instance(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return page, encode_cursor(page[-1]) if more else None
+
+    def events_after(self, after: int, limit: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(events).where(events.c.seq > after).order_by(events.c.seq).limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def deliveries_for(self, instance_id: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.instance_id == instance_id)
+                .order_by(deliveries.c.id)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- the poller's claims -------------------------------------------------------------
+
+    def claim_due(self, owner: str, now: float, limit: int, lease: float) -> list[Instance]:
+        """Lease up to ``limit`` due instances to ``owner``; nobody else fetches them now."""
+        due = (
+            sa.select(instances.c.instance_id)
+            .where(
+                instances.c.next_poll_at <= now,
+                sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now),
+            )
+            .order_by(instances.c.next_poll_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
+        )
+        return self._lease(instances.c.instance_id.in_(due.scalar_subquery()), owner, now, lease)
+
+    def claim(self, instance_id: str, owner: str, now: float, lease: float) -> Instance | None:
+        """Lease one instance whatever its schedule (an operator's poll), if nobody holds it."""
+        free = sa.or_(
+            instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now
+        )
+        leased = self._lease(
+            sa.and_(instances.c.instance_id == instance_id, free), owner, now, lease
+        )
+        return leased[0] if leased else None
+
+    def _lease(self, where: Any, owner: str, now: float, lease: float) -> list[Instance]:
+        with self._write() as conn:
+            rows = conn.execute(
+                instances.update()
+                .where(where)
+                .values(lease_owner=owner, lease_expires_at=now + lease)
+                .returning(*instances.c)
+            ).all()
+        return [_to_instance(r) for r in rows]
+
+    def release(self, owner: str) -> int:
+        """Give back every lease ``owner`` still holds (a poller shutting down)."""
+        with self._write() as conn:
+            result = conn.execute(
+                instances.update()
+                .where(instances.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+        return result.rowcount
+
+    def past_ttl(self, now: float, limit: int) -> list[str]:
+        """Unfinished instances registered longer ago than the time-to-live."""
+        with self._read() as conn:
+            return list(
+                conn.execute(
+                    sa.select(instances.c.instance_id)
+                    .where(
+                        instances.c.status == "in_progress",
+                        instances.c.registered_at <= now - self.policy.ttl,
+                    )
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def leases(self) -> list[tuple[str, str, float]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    instances.c.instance_id, instances.c.lease_owner, instances.c.lease_expires_at
+                ).where(instances.c.lease_owner.is_not(None))
+            ).all()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    # -- the rate limit all pollers share ------------------------------------------------
+
+    def reserve_fetch(self, now: float, per_second: float) -> float:
+        """Reserve the next free slot for one state fetch; answer when it may start."""
+        step = 1.0 / per_second
+        tat = rate_limits.c.tat
+        with self._write() as conn:
+            reserved = conn.execute(
+                rate_limits.update()
+                .where(rate_limits.c.name == FETCH_BUCKET)
+                .values(tat=sa.case((tat > now, tat), else_=now) + step)
+                .returning(rate_limits.c.tat)
+            ).scalar_one()
+        return float(reserved) - step
+
+    def pause_fetches(self, until: float) -> None:
+        """Hold every poller's fetches until ``until`` (GBG answered 429 Retry-After)."""
+        tat = rate_limits.c.tat
+        with self._write() as conn:
+            conn.execute(
+                rate_limits.update()
+                .where(rate_limits.c.name == FETCH_BUCKET)
+                .values(tat=sa.case((tat > until, tat), else_=until))
+            )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each dialect needs for this workload."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        # A short connect timeout turns a dead database into a prompt 503, not a hang.
+        return sa.create_engine(
+            url, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 5}
+        )
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a 2xx means on disk, power cut included
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the lock up front: no deadlock upgrading a read lock mid-way.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def encode_cursor(last: Instance) -> str:
+    raw = json.dumps([last.registered_at, last.instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raise ValueError for anything that is not a cursor this store made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, last_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
+        raise ValueError("malformed cursor")
+    return float(at), last_id
+
+
+def _to_instance(row: Any) -> Instance:
+    m = row._mapping
+    return Instance(**{name: m[name] for name in _INSTANCE_FIELDS})
+
+
+def _to_row(instance: Instance) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in _INSTANCE_FIELDS}
+
+
+def _delivery_row(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "instance_id": delivery.instance_id,
+        "received_at": delivery.received_at,
+        "body": delivery.body,
+        "headers": delivery.headers,
+        "peer": delivery.peer,
+        "claim": delivery.claim,
+    }
