@@ -28,7 +28,7 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     web_workers: int = 2
     gbg_base_url: str = "https://eu.platform.go.gbgplc.com"
-    gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"
+    gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"  # noqa: S105 - a URL
     gbg_api_version: str = "v2"
     gbg_client_id: str | None = None
     gbg_client_secret: str | None = None
@@ -93,11 +93,12 @@ class Settings:
         )
         need(":" in self.bind or self.bind.startswith("unix:"), "BIND", "must be HOST:PORT")
         need(self.gbg_api_version in ("v1", "v2"), "GBG_API_VERSION", "must be v1 or v2")
-        for var, url in (("GBG_BASE_URL", self.gbg_base_url), ("GBG_TOKEN_URL", self.gbg_token_url)):
+        for var, url in (
+            ("GBG_BASE_URL", self.gbg_base_url),
+            ("GBG_TOKEN_URL", self.gbg_token_url),
+        ):
             need(url.startswith(("http://", "https://")), var, "must be an http(s) URL")
-        need(
-            self.webhook_auth in ("required", "none"), "WEBHOOK_AUTH", "must be required or none"
-        )
+        need(self.webhook_auth in ("required", "none"), "WEBHOOK_AUTH", "must be required or none")
         need(
             (self.webhook_username is None) == (self.webhook_password is None),
             "WEBHOOK_USERNAME" if self.webhook_password else "WEBHOOK_PASSWORD",
@@ -193,3 +194,8 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {
     "bool": _boolean,
     "tuple[str, ...]": _tokens,
 }
+
+
+def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process: ours, with ``overrides`` on top."""
+    return {**os.environ, **overrides}

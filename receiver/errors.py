@@ -54,7 +54,9 @@ class GbgError(ReceiverError):
 class GbgUnavailable(GbgError):
     """GBG did not answer usefully; try again later (after ``retry_after`` when given)."""
 
-    def __init__(self, message: str, *, kind: str = "unavailable", retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, kind: str = "unavailable", retry_after: float | None = None
+    ):
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after

@@ -21,6 +21,10 @@ from typing import Any
 from receiver import schedule
 from receiver.schedule import Policy
 
+# GBG's instance ids are UUIDs; this admits every id GBG or an operator may use and
+# nothing that could smuggle a path, a query or a control character.
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
 IN_PROGRESS, COMPLETED, FAILED, EXPIRED = "in_progress", "completed", "failed", "expired"
 STATUSES = (IN_PROGRESS, COMPLETED, FAILED, EXPIRED)
 FINAL = frozenset({COMPLETED, FAILED})
@@ -152,8 +156,10 @@ def decide(
         )
     match observation:
         case Registered(reference=reference):
-            after = current if current.reference or not reference else replace(
-                current, reference=reference, updated_at=now
+            after = (
+                current
+                if current.reference or not reference
+                else replace(current, reference=reference, updated_at=now)
             )
         case WebhookReceived():
             after = _webhook(current, observation, now, policy)

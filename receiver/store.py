@@ -305,9 +305,7 @@ class Store:
 
     def claim(self, instance_id: str, owner: str, now: float, lease: float) -> Instance | None:
         """Lease one instance whatever its schedule (an operator's poll), if nobody holds it."""
-        free = sa.or_(
-            instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now
-        )
+        free = sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now)
         leased = self._lease(
             sa.and_(instances.c.instance_id == instance_id, free), owner, now, lease
         )
@@ -323,13 +321,14 @@ class Store:
             ).all()
         return [_to_instance(r) for r in rows]
 
-    def release(self, owner: str) -> int:
-        """Give back every lease ``owner`` still holds (a poller shutting down)."""
+    def release(self, owner: str, instance_id: str | None = None) -> int:
+        """Give back the leases ``owner`` still holds (all, or one instance's)."""
+        where = instances.c.lease_owner == owner
+        if instance_id is not None:
+            where = sa.and_(where, instances.c.instance_id == instance_id)
         with self._write() as conn:
             result = conn.execute(
-                instances.update()
-                .where(instances.c.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None)
+                instances.update().where(where).values(lease_owner=None, lease_expires_at=None)
             )
         return result.rowcount
 

@@ -41,7 +41,11 @@ def upgrade() -> None:
     for name, column in (("due", "next_poll_at"), ("lease_owner", "lease_owner")):
         where = sa.text(f"{column} IS NOT NULL")
         op.create_index(
-            f"ix_instances_{name}", "instances", [column], sqlite_where=where, postgresql_where=where
+            f"ix_instances_{name}",
+            "instances",
+            [column],
+            sqlite_where=where,
+            postgresql_where=where,
         )
     unfinished = sa.text("status = 'in_progress'")
     op.create_index(

@@ -1,0 +1,98 @@
+"""gbg-receiver: learns reliably when each GBG GO journey instance finishes."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from receiver.config import Settings
+from receiver.errors import Problem, StoreUnavailable
+from receiver.log import request_id
+from receiver.services import Services, build_services
+
+log = logging.getLogger("receiver.http")
+
+STORE_RETRY_AFTER = "5"  # seconds; long enough for a failover, short enough for GBG
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """The WSGI app: the webhook endpoint, the instance API and health checks."""
+    if services is None:
+        services = build_services(settings or Settings.from_env())
+    settings = services.settings
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["receiver"] = services
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+
+    from receiver import api, webhook
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.health)
+
+    @app.before_request
+    def _start() -> None:
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
+        g.token = request_id.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        token = g.pop("token", None)
+        if token is not None:
+            request_id.reset(token)
+
+    app.register_error_handler(Problem, _problem)
+    app.register_error_handler(StoreUnavailable, _store_down)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def problem(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None):
+    """An RFC 9457 application/problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
+def _problem(exc: Problem) -> Response:
+    return problem(exc.status, exc.title, exc.detail, exc.headers)
+
+
+def _store_down(exc: StoreUnavailable) -> Response:
+    log.error("store.unavailable", extra={"error": str(exc), "path": request.path})
+    return problem(
+        503,
+        "Store unavailable",
+        "the receiver could not commit; nothing was acknowledged, retry later",
+        {"Retry-After": STORE_RETRY_AFTER},
+    )
+
+
+def _http_error(exc: HTTPException) -> Response:
+    headers = dict(exc.get_headers())
+    headers.pop("Content-Type", None)
+    return problem(exc.code or 500, exc.name, exc.description or "", headers)

@@ -1,0 +1,320 @@
+"""The ``gbg-receiver`` command line (also ``python -m receiver``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+
+from receiver.config import Settings, child_environ
+from receiver.errors import ConfigError, StoreUnavailable
+from receiver.log import configure_logging
+from receiver.services import Services, build_services
+
+log = logging.getLogger("receiver.cli")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _services() -> Services:
+    settings = _settings()
+    configure_logging(settings)
+    return build_services(settings)
+
+
+def _print(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group()
+def main() -> None:
+    """gbg-receiver: GBG GO webhooks plus a polling fallback, reconciled in one store."""
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (idempotent)."""
+    from receiver.migrations import upgrade
+
+    services = _services()
+    try:
+        upgrade(services.store.engine)
+    except Exception as exc:
+        raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}") from None
+    click.echo("schema is up to date")
+
+
+@main.command()
+def web() -> NoReturn:
+    """Serve the webhook and the API with gunicorn (deploy/gunicorn.conf.py, wsgi:app)."""
+    _settings()  # a bad variable stops here, with its name, before gunicorn starts
+    conf = ROOT / "deploy" / "gunicorn.conf.py"
+    if not (ROOT / "wsgi.py").exists() or not conf.exists():
+        raise click.ClickException(f"wsgi.py or {conf} not found: install with pip install -e")
+    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--chdir", str(ROOT), "wsgi:app"]
+    os.execv(sys.executable, args)  # noqa: S606 - becomes gunicorn; signals reach it directly
+
+
+@main.command()
+def poller() -> None:
+    """Run the polling fallback (any number of pollers may run at once)."""
+    from receiver import poller as polling
+
+    services = _services()
+    if services.gbg is None:
+        raise click.ClickException(
+            "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials "
+            "(RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET)"
+        )
+    polling.run(services)
+
+
+@main.command()
+@click.option(
+    "--simulator",
+    "with_simulator",
+    is_flag=True,
+    help="Also run the bundled GBG simulator and point the receiver at it.",
+)
+@click.option("--simulator-port", default=0, help="Port for the simulator (0: any free one).")
+def serve(with_simulator: bool, simulator_port: int) -> None:
+    """Run web (gunicorn) and poller as two supervised children."""
+    settings = _settings()
+    configure_logging(settings)
+    children: dict[str, list[str]] = {}
+    env: dict[str, str] = {}
+    me = [sys.executable, "-m", "receiver"]
+    if with_simulator:
+        port = simulator_port or _free_port()
+        secret = secrets.token_urlsafe(16)
+        sim = f"http://127.0.0.1:{port}"
+        children["simulator"] = [
+            *me,
+            "simulator",
+            "--port",
+            str(port),
+            "--client-secret",
+            secret,
+            "--webhook-url",
+            f"http://{settings.bind}/webhooks/gbg",
+            *_webhook_credentials(settings),
+        ]
+        env = {
+            "RECEIVER_GBG_BASE_URL": sim,
+            "RECEIVER_GBG_TOKEN_URL": f"{sim}/as/token.oauth2",
+            "RECEIVER_GBG_CLIENT_ID": "sim-client",
+            "RECEIVER_GBG_CLIENT_SECRET": secret,
+        }
+        click.echo(
+            f"No GBG credentials: using the bundled GBG simulator at {sim}. Try a journey: "
+            f"curl -s -X POST {sim}/_sim/journeys -d '{{\"endsIn\": 3}}' "
+            f"-H 'Content-Type: application/json'",
+            err=True,
+        )
+    elif not settings.gbg_configured:
+        raise click.ClickException(
+            "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials (or use --simulator)"
+        )
+    children["web"] = [*me, "web"]
+    children["poller"] = [*me, "poller"]
+    raise SystemExit(_supervise(children, child_environ(env)))
+
+
+def _webhook_credentials(settings: Settings) -> list[str]:
+    if settings.webhook_username is not None:
+        return [
+            "--webhook-username",
+            settings.webhook_username,
+            "--webhook-password",
+            settings.webhook_password or "",
+        ]
+    if settings.webhook_api_key is not None:
+        return [
+            "--webhook-api-key",
+            settings.webhook_api_key,
+            "--webhook-api-key-header",
+            settings.webhook_api_key_header,
+        ]
+    return []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+    """Start every child; stop all on SIGTERM/SIGINT; if one dies, stop the rest, exit 1."""
+    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("serve.stopping", extra={"signal": signal.Signals(signum).name})
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                log.error(
+                    "serve.child_exited", extra={"child": name, "returncode": proc.returncode}
+                )
+                click.echo(f"gbg-receiver serve: {name} exited with {proc.returncode}", err=True)
+                stopping, code = True, 1
+                break
+        time.sleep(0.2)
+    for proc in reversed(procs.values()):  # web and poller first, the simulator last
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 40
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return code
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--reference", default=None, help="Your own reference for the journey.")
+def register(instance_id: str, reference: str | None) -> None:
+    """Register an instance; its webhook timeout starts now."""
+    from receiver.api import instance_json
+    from receiver.reconcile import INSTANCE_ID, Registered
+
+    if not INSTANCE_ID.fullmatch(instance_id):
+        raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
+    services = _services()
+    decision = _store_call(
+        lambda: services.store.apply(Registered(instance_id, reference), services.clock())
+    )
+    _print(instance_json(decision.instance))
+
+
+@main.command()
+@click.argument("instance_id")
+def show(instance_id: str) -> None:
+    """Show one instance."""
+    from receiver.api import instance_json
+
+    services = _services()
+    instance = _store_call(lambda: services.store.get(instance_id))
+    if instance is None:
+        raise click.ClickException(f"no such instance: {instance_id}")
+    _print(instance_json(instance))
+
+
+@main.command()
+@click.argument("instance_id")
+def poll(instance_id: str) -> None:
+    """Fetch an instance's state from GBG now (resumes a given-up instance)."""
+    from receiver import poller as polling
+    from receiver.api import instance_json
+
+    services = _services()
+    if services.gbg is None:
+        raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
+    if _store_call(lambda: services.store.get(instance_id)) is None:
+        raise click.ClickException(f"no such instance: {instance_id}")
+    instance = _store_call(lambda: polling.poll_now(services, instance_id))
+    if instance is None:
+        raise click.ClickException("a poller is fetching it right now; try again in a second")
+    _print(instance_json(instance))
+
+
+@main.command("list")
+@click.option("--status", type=click.Choice(["in_progress", "completed", "failed", "expired"]))
+@click.option("--limit", default=50, type=click.IntRange(1, 1000))
+def list_(status: str | None, limit: int) -> None:
+    """List instances, newest first."""
+    from receiver.api import instance_json
+
+    services = _services()
+    page, _ = _store_call(
+        lambda: services.store.list_instances(status=status, limit=limit, cursor=None)
+    )
+    for instance in page:
+        click.echo(json.dumps(instance_json(instance)))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8001, type=int)
+@click.option("--client-id", default="sim-client")
+@click.option("--client-secret", default="sim-secret")
+@click.option("--token-lifetime", default=3600.0, type=float)
+@click.option("--webhook-url", default=None, help="Where the Webhook module posts.")
+@click.option("--webhook-username", default=None)
+@click.option("--webhook-password", default=None)
+@click.option("--webhook-api-key", default=None)
+@click.option("--webhook-api-key-header", default="X-API-Key")
+def simulator(
+    host: str,
+    port: int,
+    client_id: str,
+    client_secret: str,
+    token_lifetime: float,
+    webhook_url: str | None,
+    webhook_username: str | None,
+    webhook_password: str | None,
+    webhook_api_key: str | None,
+    webhook_api_key_header: str,
+) -> None:
+    """Run the bundled GBG GO simulator (see receiver/simulator.py for its control surface)."""
+    from receiver.simulator import Simulator, WebhookModule
+
+    sim = Simulator(
+        client_id=client_id,
+        client_secret=client_secret,
+        token_lifetime=token_lifetime,
+        webhook=WebhookModule(
+            url=webhook_url,
+            username=webhook_username,
+            password=webhook_password,
+            api_key=webhook_api_key,
+            api_key_header=webhook_api_key_header,
+        ),
+    )
+    server = sim.server(host, port)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    click.echo(f"GBG simulator on http://{host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _store_call(fn: Any) -> Any:
+    try:
+        return fn()
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"the store is unavailable: {exc}") from None

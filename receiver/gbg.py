@@ -1,0 +1,240 @@
+"""GbgClient: GBG GO's token, journey start and state fetch (v1 and v2).
+
+Takes an injected ``requests.Session``; every call has explicit connect and read
+timeouts; failures are raised as this project's own errors (GbgUnavailable,
+GbgAuthError, GbgRejected). One client serves every thread of a process and shares one
+cached token among them, refreshed shortly before it expires and once on a 401.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
+from receiver.reconcile import IN_PROGRESS, GbgState, normalize_status
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = (3.05, 10.0)  # connect, read: a state fetch is small; a slow GBG is an error
+_PATHS = {
+    "v1": {"start": "/captain/api/journey/start", "fetch": "/captain/api/journey/state/fetch"},
+    "v2": {"start": "/v2/captain/journey/start", "fetch": "/v2/captain/journey/state/fetch"},
+}
+_JOURNEY_KEYS = ("name", "id", "version", "startedAt", "endedAt", "durationMilliSec")
+
+
+class GbgClient:
+    """A thread-safe GBG GO client for one set of credentials."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        username: str | None = None,
+        password: str | None = None,
+        api_version: str = "v2",
+        store_pii: bool = False,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token_url = token_url
+        self.api_version = api_version
+        self.store_pii = store_pii
+        self.session = session or requests.Session()
+        self._clock = clock
+        self.timeout = timeout
+        self._grant = {"client_id": client_id, "client_secret": client_secret}
+        if username is not None:
+            self._grant |= {"grant_type": "password", "username": username}
+            self._grant["password"] = password or ""
+        else:
+            self._grant |= {"grant_type": "client_credentials", "scope": "gbg.token"}
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self.token_requests = 0
+
+    # -- token ----------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """The cached access token, fetched when missing or about to expire."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._token_expires:
+                self._token, lifetime = self._request_token()
+                # Refresh a little early so no call goes out with a token about to lapse.
+                self._token_expires = self._clock() + lifetime - min(60.0, lifetime / 10)
+            return self._token
+
+    def _invalidate(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:  # another thread may have refreshed it already
+                self._token = None
+
+    def _request_token(self) -> tuple[str, float]:
+        self.token_requests += 1
+        try:
+            response = self.session.post(self.token_url, data=self._grant, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise GbgUnavailable(f"token endpoint: {type(exc).__name__}", kind="connect") from exc
+        if response.status_code in (400, 401, 403):
+            raise GbgAuthError(f"token endpoint refused the credentials ({response.status_code})")
+        body = _answer(response, "token endpoint")
+        token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise GbgUnavailable("token endpoint answered without a token", kind="garbage")
+        return token, float(lifetime)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def fetch_state(self, instance_id: str) -> GbgState:
+        """The instance's state from the configured API version, parsed."""
+        body = self._post(_PATHS[self.api_version]["fetch"], {"instanceId": instance_id})
+        returned_id = body.get("instanceId")
+        if returned_id is not None and returned_id != instance_id:
+            raise GbgUnavailable("state fetch answered for another instance", kind="garbage")
+        return parse_state(body, store_pii=self.store_pii)
+
+    def start_journey(self, resource_id: str, context: dict[str, Any] | None = None) -> str:
+        """Start a journey; answer the new instance id."""
+        body = self._post(
+            _PATHS[self.api_version]["start"], {"resourceId": resource_id, "context": context or {}}
+        )
+        instance_id = body.get("instanceId")
+        if not isinstance(instance_id, str):
+            raise GbgUnavailable("journey start answered without an instanceId", kind="garbage")
+        return instance_id
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in (1, 2):
+            token = self.token()
+            try:
+                response = self.session.post(
+                    self.base_url + path,
+                    json=payload,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=self.timeout,
+                )
+            except requests.Timeout as exc:
+                raise GbgUnavailable(f"{path}: timed out", kind="timeout") from exc
+            except requests.RequestException as exc:
+                raise GbgUnavailable(f"{path}: {type(exc).__name__}", kind="connect") from exc
+            if response.status_code == 401 and attempt == 1:
+                self._invalidate(token)  # expired or revoked early: one fresh token, once
+                continue
+            return _answer(response, path)
+        raise GbgAuthError(f"{path}: 401 with a fresh token")
+
+
+def _answer(response: requests.Response, path: str) -> dict[str, Any]:
+    status = response.status_code
+    if status == 429:
+        raise GbgUnavailable(
+            f"{path}: 429", kind="http_429", retry_after=retry_after(response.headers)
+        )
+    if status >= 500:
+        raise GbgUnavailable(f"{path}: {status}", kind=f"http_{status}")
+    if status == 401:
+        raise GbgAuthError(f"{path}: 401 with a fresh token")
+    if status >= 400:
+        raise GbgRejected(f"{path}: {status}", status=status)
+    return _json_or_unavailable(response, path)
+
+
+def _json_or_unavailable(response: requests.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise GbgUnavailable(f"{what}: the answer is not a JSON object", kind="garbage")
+    return body
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
+    """One typed observation from a v1 or v2 state answer."""
+    raw_status = body.get("status")
+    if not isinstance(raw_status, str) or not raw_status:
+        raise GbgUnavailable("state answer without a status", kind="garbage")
+    status = normalize_status(raw_status)
+    if status is None:
+        # An undocumented status is no proof the journey ended: keep polling, say so.
+        log.warning("gbg.unknown_status", extra={"gbg_status": raw_status[:64]})
+        status = IN_PROGRESS
+    context = _dict(body.get("context"))
+    process = _dict(context.get("process"))
+    journey_doc = _dict(process.get("journey"))
+    meta = _dict(body.get("metaData"))
+    journey = {k: journey_doc[k] for k in _JOURNEY_KEYS if k in journey_doc}
+    if not journey and meta:
+        journey = {"startedAt": meta.get("createdTime"), "endedAt": meta.get("completedTime")}
+    outcome = None
+    for step in process.get("steps") or []:
+        found = _dict(_dict(step).get("result")).get("outcome")
+        if isinstance(found, str) and found:
+            outcome = found
+    result = context.get("result")
+    return GbgState(
+        status=status,
+        gbg_status=raw_status[:64],
+        outcome=outcome[:256] if outcome else None,
+        result=result if isinstance(result, dict) else None,
+        journey=journey or None,
+        completed_at=_timestamp(journey_doc.get("endedAt") or meta.get("completedTime")),
+        document=body if store_pii else _without_subject(body),
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _without_subject(value: Any) -> Any:
+    """A copy with every ``subject`` (GBG's personal data) removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_subject(v) for k, v in value.items() if k != "subject"}
+    if isinstance(value, list):
+        return [_without_subject(v) for v in value]
+    return value
+
+
+def _timestamp(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / (1000.0 if value > 1e11 else 1.0)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # GBG's times are UTC
+    return parsed.timestamp()

@@ -1,0 +1,101 @@
+"""Logging as events: JSON lines (or text), a request id, and redaction.
+
+Log calls name a stable event and pass ids and durations as ``extra``:
+``log.info("webhook.accepted", extra={"instance_id": ..., "duration_ms": ...})``.
+The redaction filter replaces every configured secret wherever it appears and drops
+fields that could carry personal data, so a careless call cannot leak them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from receiver.config import Settings
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_PII_KEYS = {"subject", "identity", "body", "password", "token", "authorization"}
+REDACTED = "[redacted]"
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every configured secret value that must never appear in a log line."""
+    values = [
+        settings.gbg_client_secret,
+        settings.gbg_password,
+        settings.webhook_password,
+        settings.webhook_api_key,
+        *settings.api_tokens,
+    ]
+    return [v for v in values if v and len(v) >= 4]
+
+
+class Redactor(logging.Filter):
+    """Scrub secrets from messages and extras; drop fields that may hold personal data."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.scrub(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key in _STANDARD:
+                continue
+            if key.lower() in _PII_KEYS:
+                setattr(record, key, REDACTED)
+            elif isinstance(value, str):
+                setattr(record, key, self.scrub(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid:
+            line["request_id"] = rid
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        return json.dumps(line, default=str)
+
+
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    """Route every logger to one handler with redaction; idempotent."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(Redactor(secrets_of(settings)))
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_receiver", False):
+            root.removeHandler(old)
+    handler._receiver = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -1,0 +1,50 @@
+"""The composition root: what the web app, the poller and the CLI are built from."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from receiver.config import Settings
+from receiver.gbg import GbgClient
+from receiver.schedule import Policy
+from receiver.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    gbg: GbgClient | None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    policy: Policy = field(default_factory=Policy)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    gbg: GbgClient | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Services:
+    """Wire the store and the GBG client from settings; tests inject their own parts."""
+    policy = Policy.from_settings(settings)
+    if store is None:
+        store = Store.from_url(settings.database_url, policy)
+    if gbg is None and settings.gbg_client_id is not None:
+        gbg = GbgClient(
+            base_url=settings.gbg_base_url,
+            token_url=settings.gbg_token_url,
+            client_id=settings.gbg_client_id,
+            client_secret=settings.gbg_client_secret or "",
+            username=settings.gbg_username,
+            password=settings.gbg_password,
+            api_version=settings.gbg_api_version,
+            store_pii=settings.store_pii,
+            session=requests.Session(),
+        )
+    return Services(settings, store, gbg, clock or time.time, policy=policy)

@@ -1,0 +1,468 @@
+"""A GBG GO stand-in over real HTTP, following ../shared/gbg-go-api.md.
+
+It plays GBG for tests, demos and benchmarks: the token endpoint (password and
+client-credentials grants, expiring tokens), journey start and state fetch in v1 and v2
+shapes, the Webhook module (which fires before the journey ends, and may be dropped,
+duplicated or late), and faults (5xx, 429 with Retry-After, slow answers, HTML with a
+200, expired tokens, unknown instances).
+
+Scenarios are driven through a control surface under ``/_sim`` (JSON):
+
+    POST /_sim/journeys            {"status", "outcome", "endsIn", "webhook", "webhookIn"}
+    POST /_sim/instances/<id>      {"status", "outcome"}   set state now (creates if new)
+    POST /_sim/faults              {"kind", "count", "on", "instanceId", "retryAfter", "delay"}
+    POST /_sim/latency             {"seconds"}
+    POST /_sim/tokens/expire       revoke every token issued so far
+    GET  /_sim/calls               the call log with start/end times, token request count
+    GET  /_sim/webhooks            the webhooks sent and how the receiver answered
+    POST /_sim/reset
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import BaseWSGIServer, make_server
+
+log = logging.getLogger("receiver.simulator")
+
+FAULT_KINDS = ("500", "502", "503", "429", "timeout", "garbage", "401", "404")
+FINAL_STATUSES = ("Completed", "Failed")
+
+
+@dataclass
+class SimInstance:
+    instance_id: str
+    resource_id: str
+    created: float
+    status: str = "InProgress"
+    outcome: str | None = None
+    completed: float | None = None
+    subject: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    kind: str
+    count: int = 1
+    on: str = "fetch"  # fetch | token | start
+    instance_id: str | None = None
+    retry_after: float | None = None
+    delay: float = 15.0  # for "timeout": longer than any sane read timeout
+
+
+@dataclass
+class WebhookModule:
+    """Where and how the journey's Webhook module posts."""
+
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    api_key_header: str = "X-API-Key"
+    message: str = "gbg-receiver simulator"
+
+    def headers(self) -> dict[str, str]:
+        if self.username is not None:
+            import base64
+
+            pair = f"{self.username}:{self.password or ''}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        if self.api_key is not None:
+            return {self.api_key_header: self.api_key}
+        return {}
+
+
+class Simulator:
+    """GBG GO's state, tokens and faults in memory; ``app`` serves them."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "sim-client",
+        client_secret: str = "sim-secret",  # noqa: S107 - the simulator's own demo secret
+        username: str | None = None,
+        password: str | None = None,
+        token_lifetime: float = 3600.0,
+        webhook: WebhookModule | None = None,
+    ) -> None:
+        self.client_id, self.client_secret = client_id, client_secret
+        self.username, self.password = username, password
+        self.token_lifetime = token_lifetime
+        self.webhook = webhook or WebhookModule()
+        self.lock = threading.Lock()
+        self.session = requests.Session()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.instances: dict[str, SimInstance] = {}
+            self.tokens: dict[str, float] = {}
+            self.faults: list[Fault] = []
+            self.latency = 0.0
+            self.calls: list[dict[str, Any]] = []
+            self.token_requests = 0
+            self.webhooks: list[dict[str, Any]] = []
+
+    # -- scenario controls (also used directly by tests) ------------------------------------
+
+    def create(self, instance_id: str | None = None, subject: dict[str, Any] | None = None) -> str:
+        instance_id = instance_id or str(uuid.uuid4())
+        with self.lock:
+            self.instances.setdefault(
+                instance_id,
+                SimInstance(
+                    instance_id,
+                    "sim-journey@latest",
+                    time.time(),
+                    subject=subject if subject is not None else _demo_subject(),
+                ),
+            )
+        return instance_id
+
+    def set_status(self, instance_id: str, status: str, outcome: str | None = None) -> None:
+        self.create(instance_id)
+        with self.lock:
+            inst = self.instances[instance_id]
+            inst.status, inst.outcome = status, outcome
+            inst.completed = time.time() if status in FINAL_STATUSES else None
+
+    def finish(
+        self,
+        instance_id: str,
+        status: str = "Completed",
+        outcome: str | None = "Of Age",
+        *,
+        ends_in: float = 0.0,
+        webhook: str = "send",
+        webhook_in: float = 0.0,
+    ) -> None:
+        """End the journey ``ends_in`` seconds from now; the module posts ``webhook_in`` from now.
+
+        ``webhook`` is send, drop or duplicate. GBG's module runs before the journey's end,
+        so an early webhook (webhook_in < ends_in) is the normal case.
+        """
+        self.create(instance_id)
+        _later(ends_in, self.set_status, instance_id, status, outcome)
+        if webhook in ("send", "duplicate"):
+            for _ in range(2 if webhook == "duplicate" else 1):
+                _later(webhook_in, self.post_webhook, instance_id, status)
+
+    def add_fault(self, fault: Fault) -> None:
+        if fault.kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {FAULT_KINDS}")
+        with self.lock:
+            self.faults.append(fault)
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def post_webhook(self, instance_id: str, status: str) -> None:
+        if not self.webhook.url:
+            return
+        body = {"instanceId": instance_id, "status": status, "message": self.webhook.message}
+        entry: dict[str, Any] = {"instanceId": instance_id, "at": time.time()}
+        try:
+            answer = self.session.post(
+                self.webhook.url, json=body, headers=self.webhook.headers(), timeout=(3, 10)
+            )
+            entry["status"] = answer.status_code
+        except requests.RequestException as exc:
+            entry["status"] = type(exc).__name__
+        with self.lock:
+            self.webhooks.append(entry)
+
+    def fetches(self, instance_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                c
+                for c in self.calls
+                if c["kind"] == "fetch" and (instance_id is None or c["instanceId"] == instance_id)
+            ]
+
+    # -- GBG's surface ---------------------------------------------------------------------
+
+    def _take_fault(self, on: str, instance_id: str | None) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.on == on and fault.instance_id in (None, instance_id):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def _fault_response(self, fault: Fault) -> Response | None:
+        kind = fault.kind
+        if kind == "timeout":
+            time.sleep(fault.delay)
+            return None
+        if kind == "garbage":
+            return Response(
+                "<html><body>Service temporarily unavailable</body></html>",
+                200,
+                mimetype="text/html",
+            )
+        response = jsonify({"error": f"simulated {kind}"})
+        response.status_code = int(kind)
+        if kind == "429":
+            response.headers["Retry-After"] = str(int(fault.retry_after or 2))
+        return response
+
+    def _authorized(self) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        with self.lock:
+            expires = self.tokens.get(token)
+        return scheme == "Bearer" and expires is not None and expires > time.time()
+
+    def token(self) -> Response:
+        with self.lock:
+            self.token_requests += 1
+        fault = self._take_fault("token", None)
+        if fault is not None:
+            answer = self._fault_response(fault)
+            if answer is not None:
+                return answer
+        form = request.form
+        good_client = secrets.compare_digest(form.get("client_id", ""), self.client_id) and (
+            secrets.compare_digest(form.get("client_secret", ""), self.client_secret)
+        )
+        grant = form.get("grant_type")
+        if grant == "password":
+            ok = self.username is None or (
+                form.get("username") == self.username and form.get("password") == self.password
+            )
+        else:
+            ok = grant == "client_credentials" and form.get("scope") == "gbg.token"
+        if not (good_client and ok):
+            return _error(401, "invalid_client")
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.time() + self.token_lifetime
+        return jsonify(
+            {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_lifetime)}
+        )
+
+    def start(self, version: str) -> Response:
+        if not self._authorized():
+            return _error(401, "invalid_token")
+        fault = self._take_fault("start", None)
+        if fault is not None and (answer := self._fault_response(fault)) is not None:
+            return answer
+        body = request.get_json(silent=True) or {}
+        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        instance_id = self.create(subject=context.get("subject") or _demo_subject())
+        with self.lock:
+            self.instances[instance_id].resource_id = str(body.get("resourceId", "unknown@latest"))
+        answer: dict[str, Any] = {"instanceId": instance_id}
+        if version == "v2":
+            answer["instanceUrl"] = f"{request.host_url}journey/{instance_id}"
+        return jsonify(answer)
+
+    def fetch(self, version: str) -> Response:
+        body = request.get_json(silent=True) or {}
+        instance_id = body.get("instanceId") if isinstance(body, dict) else None
+        entry = {
+            "kind": "fetch",
+            "version": version,
+            "instanceId": instance_id,
+            "start": time.time(),
+        }
+        try:
+            answer = self._fetch(version, instance_id)
+        finally:
+            entry["end"] = time.time()
+        entry["status"] = answer.status_code if answer is not None else "timeout"
+        with self.lock:
+            self.calls.append(entry)
+        if answer is None:
+            return _error(504, "gateway timeout")
+        return answer
+
+    def _fetch(self, version: str, instance_id: Any) -> Response | None:
+        if self.latency:
+            time.sleep(self.latency)
+        if not self._authorized():
+            return _error(401, "invalid_token")
+        fault = self._take_fault("fetch", instance_id)
+        if fault is not None:
+            return self._fault_response(fault)
+        with self.lock:
+            inst = self.instances.get(instance_id) if isinstance(instance_id, str) else None
+            doc = _state_v1(inst) if inst and version == "v1" else _state_v2(inst) if inst else None
+        if doc is None:
+            return _error(404, "instance not found")
+        return jsonify(doc)
+
+    # -- the control surface ------------------------------------------------------------------
+
+    def app(self) -> Flask:
+        app = Flask("gbg-simulator")
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.add_url_rule("/as/token.oauth2", "token", self.token, methods=["POST"])
+        for version, prefix in (("v1", "/captain/api/journey"), ("v2", "/v2/captain/journey")):
+            app.add_url_rule(
+                f"{prefix}/start",
+                f"start_{version}",
+                lambda v=version: self.start(v),
+                methods=["POST"],
+            )
+            app.add_url_rule(
+                f"{prefix}/state/fetch",
+                f"fetch_{version}",
+                lambda v=version: self.fetch(v),
+                methods=["POST"],
+            )
+
+        @app.post("/_sim/journeys")
+        def journey() -> Response:
+            spec = request.get_json(silent=True) or {}
+            instance_id = self.create(spec.get("instanceId"))
+            self.finish(
+                instance_id,
+                spec.get("status", "Completed"),
+                spec.get("outcome", "Of Age"),
+                ends_in=float(spec.get("endsIn", 3)),
+                webhook=spec.get("webhook", "send"),
+                webhook_in=float(spec.get("webhookIn", 0)),
+            )
+            return jsonify({"instanceId": instance_id})
+
+        @app.post("/_sim/instances/<instance_id>")
+        def set_instance(instance_id: str) -> Response:
+            spec = request.get_json(silent=True) or {}
+            self.set_status(instance_id, spec.get("status", "InProgress"), spec.get("outcome"))
+            return jsonify({"instanceId": instance_id})
+
+        @app.post("/_sim/faults")
+        def fault() -> Response:
+            spec = request.get_json(silent=True) or {}
+            try:
+                self.add_fault(
+                    Fault(
+                        kind=str(spec.get("kind")),
+                        count=int(spec.get("count", 1)),
+                        on=spec.get("on", "fetch"),
+                        instance_id=spec.get("instanceId"),
+                        retry_after=spec.get("retryAfter"),
+                        delay=float(spec.get("delay", 15.0)),
+                    )
+                )
+            except ValueError as exc:
+                return _error(400, str(exc))
+            return jsonify({"ok": True})
+
+        @app.post("/_sim/latency")
+        def latency() -> Response:
+            self.latency = float((request.get_json(silent=True) or {}).get("seconds", 0))
+            return jsonify({"latency": self.latency})
+
+        @app.post("/_sim/tokens/expire")
+        def expire() -> Response:
+            self.expire_tokens()
+            return jsonify({"ok": True})
+
+        @app.get("/_sim/calls")
+        def calls() -> Response:
+            with self.lock:
+                return jsonify({"calls": list(self.calls), "tokenRequests": self.token_requests})
+
+        @app.get("/_sim/webhooks")
+        def webhooks() -> Response:
+            with self.lock:
+                return jsonify({"webhooks": list(self.webhooks)})
+
+        @app.post("/_sim/reset")
+        def reset() -> Response:
+            self.reset()
+            return jsonify({"ok": True})
+
+        return app
+
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+        """A threaded HTTP server for this simulator (port 0: an ephemeral one)."""
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        return make_server(host, port, self.app(), threaded=True)
+
+
+def _later(delay: float, fn: Any, *args: Any) -> None:
+    if delay <= 0:
+        threading.Thread(target=fn, args=args, daemon=True).start()
+        return
+    timer = threading.Timer(delay, fn, args)
+    timer.daemon = True
+    timer.start()
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _demo_subject() -> dict[str, Any]:
+    # Made-up identity data, recognisable so tests can prove it never reaches logs.
+    return {
+        "identity": {
+            "firstName": "Simona",
+            "lastName": "Testperson-7f3a",
+            "dateOfBirth": "1990-02-03",
+        }
+    }
+
+
+def _state_v1(inst: SimInstance) -> dict[str, Any]:
+    return {
+        "metaData": {"createdTime": _iso(inst.created), "completedTime": _iso(inst.completed)},
+        "status": inst.status,
+        "data": {},
+        "instanceId": inst.instance_id,
+    }
+
+
+def _state_v2(inst: SimInstance) -> dict[str, Any]:
+    journey_id, _, version = inst.resource_id.partition("@")
+    ended = inst.completed
+    result_status = {"Completed": "complete", "Failed": "failed"}.get(inst.status, "pending")
+    steps = []
+    if inst.outcome:
+        steps.append(
+            {"nodeId": "age-check", "result": {"status": "complete", "outcome": inst.outcome}}
+        )
+    return {
+        "instanceId": inst.instance_id,
+        "status": inst.status,
+        "context": {
+            "process": {
+                "journey": {
+                    "name": "Simulated journey",
+                    "startedAt": _iso(inst.created),
+                    "endedAt": _iso(ended),
+                    "durationMilliSec": int(((ended or time.time()) - inst.created) * 1000),
+                    "id": journey_id,
+                    "version": version or "latest",
+                    "terminateInteraction": ended is not None,
+                },
+                "instance": {"id": inst.instance_id},
+                "steps": steps,
+            },
+            "subject": inst.subject,
+            "result": {"status": result_status, "advice": {}},
+        },
+    }

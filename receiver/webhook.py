@@ -1,0 +1,142 @@
+"""POST /webhooks/gbg: authenticate, parse, store, acknowledge.
+
+GBG's Webhook module fires before the journey ends, and its body is not published. So
+this view only finds the instance id, keeps the raw delivery and asks for a confirming
+state fetch; it answers 202 after the commit and never decides a final status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from receiver.config import Settings
+from receiver.errors import Problem
+from receiver.reconcile import INSTANCE_ID
+from receiver.services import Services
+from receiver.store import Delivery
+
+log = logging.getLogger("receiver.webhook")
+bp = Blueprint("webhook", __name__)
+
+# Where GBG's unpublished body may carry the instance id, in the contract's order.
+ID_PATHS = (
+    ("instanceId",),
+    ("instance_id",),
+    ("data", "instanceId"),
+    ("context", "process", "instance", "id"),
+    ("context", "process", "instance", "instanceId"),
+)
+CLAIM_PATHS = (("status",), ("data", "status"), ("context", "status"), ("journeyStatus",))
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
+@bp.post("/webhooks/gbg")
+def receive() -> tuple[dict[str, Any], int]:
+    services: Services = current_app.extensions["receiver"]
+    started = time.perf_counter()
+    authenticate(services.settings)
+    body = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH: 413 past it
+    payload = parse_object(body)
+    instance_id = find_instance_id(payload)
+    claim = _first(payload, CLAIM_PATHS)
+    secret_headers = _SECRET_HEADERS | {services.settings.webhook_api_key_header.lower()}
+    delivery = Delivery(
+        instance_id=instance_id,
+        received_at=services.clock(),
+        body=body,
+        headers={k: v for k, v in request.headers.items() if k.lower() not in secret_headers},
+        peer=request.remote_addr,
+        claim=str(claim)[:64] if claim is not None else None,
+    )
+    decision = services.store.record_webhook(delivery, delivery.received_at)
+    log.info(
+        "webhook.accepted",
+        extra={
+            "instance_id": instance_id,
+            "new_instance": decision.created,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+    return {"instanceId": instance_id, "status": decision.instance.status}, 202
+
+
+def authenticate(settings: Settings) -> None:
+    """Accept configured Basic credentials or the API key; compare in constant time."""
+    if settings.webhook_auth == "none" and not settings.webhook_credentials_set:
+        return
+    ok = False
+    if settings.webhook_username is not None:
+        ok |= _basic_matches(
+            request.headers.get("Authorization", ""),
+            settings.webhook_username,
+            settings.webhook_password or "",
+        )
+    if settings.webhook_api_key is not None:
+        presented = request.headers.get(settings.webhook_api_key_header, "").encode()
+        key = settings.webhook_api_key
+        for accepted in (key, "Basic " + base64.b64encode(key.encode()).decode()):
+            ok |= hmac.compare_digest(presented, accepted.encode())
+    if not ok:
+        challenge = 'Basic realm="gbg-receiver"'
+        if settings.webhook_username is None:
+            challenge = f'ApiKey header="{settings.webhook_api_key_header}"'
+        log.warning("webhook.unauthorized", extra={"peer": request.remote_addr})
+        raise Problem(
+            401, "Unauthorized", "missing or wrong credentials", {"WWW-Authenticate": challenge}
+        )
+
+
+def _basic_matches(header: str, username: str, password: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    user, _, secret = decoded.partition(b":")
+    # Both comparisons always run, so timing tells nothing about which part was wrong.
+    same_user = hmac.compare_digest(user, username.encode())
+    same_secret = hmac.compare_digest(secret, password.encode())
+    return scheme.lower() == "basic" and same_user and same_secret
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400/422 problem."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Problem(400, "Malformed body", "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise Problem(422, "Unprocessable body", "the body must be a JSON object")
+    return payload
+
+
+def find_instance_id(payload: dict[str, Any]) -> str:
+    """The first id found at the contract's places, then ?instanceId=; 422 if none or bad."""
+    found = _first(payload, ID_PATHS)
+    if found is None:
+        found = request.args.get("instanceId")
+    if found is None:
+        raise Problem(422, "Missing instance id", "no instanceId in the body or query string")
+    if not isinstance(found, str) or not INSTANCE_ID.fullmatch(found):
+        raise Problem(
+            422, "Invalid instance id", "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+        )
+    return found
+
+
+def _first(payload: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
+    for path in paths:
+        node: Any = payload
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None

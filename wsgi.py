@@ -1,0 +1,9 @@
+"""The WSGI entry point: ``gunicorn wsgi:app`` (``gbg-receiver web`` does exactly that)."""
+
+from receiver import create_app
+from receiver.config import Settings
+from receiver.log import configure_logging
+
+settings = Settings.from_env()
+configure_logging(settings)
+app = create_app(settings)
