@@ -18,3 +18,5 @@ forwarded_allow_ips = ""
 proxy_allow_ips = ""
 accesslog = None
 errorlog = "-"
+# gunicorn's control socket lives at one path per user; two services would fight over it.
+control_socket_disable = True

@@ -1,0 +1,146 @@
+"""Fixtures: settings on a temporary SQLite file, the store on SQLite and PostgreSQL,
+the simulator on an ephemeral port, services wired to both, the app and its client."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from receiver import create_app
+from receiver.config import Settings
+from receiver.gbg import GbgClient
+from receiver.migrations import upgrade
+from receiver.schedule import Policy
+from receiver.services import Services, build_services
+from receiver.simulator import Simulator
+from receiver.store import Store, make_engine, metadata, rate_limits
+
+PG_URL = os.environ.get("RECEIVER_TEST_DATABASE_URL")
+WEBHOOK_USER, WEBHOOK_PASS, API_TOKEN = "gbg-hook", "hook-pass-5e1f", "api-token-9c2d"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+class FakeClock:
+    """Wall-clock time the test moves by hand; sleeping advances it."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'receiver.db'}",
+        webhook_username=WEBHOOK_USER,
+        webhook_password=WEBHOOK_PASS,
+        api_tokens=(API_TOKEN,),
+        gbg_client_id="sim-client",
+        gbg_client_secret="sim-secret",
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[sa.Engine]:
+    if not PG_URL:
+        pytest.skip("RECEIVER_TEST_DATABASE_URL is not set")
+    engine = make_engine(PG_URL)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def empty_tables(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for name in ("deliveries", "events", "instances"):
+            conn.execute(metadata.tables[name].delete())
+        conn.execute(rate_limits.update().values(tat=0.0))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, settings: Settings) -> str:
+    if request.param == "sqlite":
+        return settings.database_url
+    engine = request.getfixturevalue("pg_engine")
+    empty_tables(engine)
+    assert PG_URL
+    return PG_URL
+
+
+@pytest.fixture
+def store(database_url: str, settings: Settings) -> Iterator[Store]:
+    store = Store.from_url(database_url, Policy.from_settings(settings))
+    upgrade(store.engine)
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    simulator = Simulator()
+    server = simulator.server()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    simulator.base_url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
+    yield simulator
+    server.shutdown()
+    server.server_close()
+
+
+def gbg_client(sim: Simulator, **overrides: object) -> GbgClient:
+    base = sim.base_url  # type: ignore[attr-defined]
+    options: dict[str, object] = {
+        "base_url": base,
+        "token_url": f"{base}/as/token.oauth2",
+        "client_id": "sim-client",
+        "client_secret": "sim-secret",
+        "timeout": (1.0, 2.0),
+    }
+    options.update(overrides)
+    return GbgClient(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def services(settings: Settings, store: Store, sim: Simulator, clock: FakeClock) -> Services:
+    built = build_services(settings, store=store, gbg=gbg_client(sim), clock=clock)
+    built.sleep = clock.sleep
+    return built
+
+
+@pytest.fixture
+def app(services: Services):  # type: ignore[no-untyped-def]
+    return create_app(services=services)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+def with_settings(services: Services, **changes: object) -> Services:
+    """The same services with some settings changed (and the policy that follows)."""
+    settings = replace(services.settings, **changes)  # type: ignore[arg-type]
+    services.settings = settings
+    services.policy = Policy.from_settings(settings)
+    services.store.policy = services.policy
+    return services

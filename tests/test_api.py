@@ -1,0 +1,179 @@
+"""/api/v1 and the health checks through the Flask test client."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver import create_app
+from receiver.services import Services
+from receiver.simulator import Simulator
+from tests.conftest import API_TOKEN, with_settings
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def test_register_is_201_then_200(client) -> None:  # type: ignore[no-untyped-def]
+    first = client.post(
+        "/api/v1/instances", json={"instanceId": "r-1", "reference": "order-9"}, headers=AUTH
+    )
+    again = client.post("/api/v1/instances", json={"instanceId": "r-1"}, headers=AUTH)
+    assert (first.status_code, again.status_code) == (201, 200)
+    body = first.get_json()
+    assert body["instanceId"] == "r-1"
+    assert body["reference"] == "order-9"
+    assert body["status"] == "in_progress"
+    assert body["source"] == "api"
+    assert body["registeredAt"].endswith("Z")
+    assert body["nextPollAt"].endswith("Z")
+    assert set(body) == {
+        "instanceId",
+        "reference",
+        "status",
+        "gbgStatus",
+        "outcome",
+        "result",
+        "journey",
+        "registeredAt",
+        "webhookReceivedAt",
+        "lastPolledAt",
+        "completedAt",
+        "nextPollAt",
+        "pollErrors",
+        "pollingGaveUp",
+        "webhookClaim",
+        "source",
+        "updatedAt",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({}, 422),
+        ({"instanceId": "bad id"}, 422),
+        ({"instanceId": "ok", "reference": 5}, 422),
+        ({"instanceId": "ok", "reference": "r" * 257}, 422),
+        ([], 422),
+    ],
+)
+def test_register_refuses_bad_bodies(client, body, status) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/api/v1/instances", json=body, headers=AUTH)
+    assert answer.status_code == status
+    assert answer.mimetype == "application/problem+json"
+
+
+def test_get_unknown_is_404(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/api/v1/instances/nope", headers=AUTH).status_code == 404
+    assert client.get("/api/v1/instances/bad%20id", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": API_TOKEN},
+        {"Authorization": f"Basic {API_TOKEN}"},
+    ],
+)
+def test_unknown_or_missing_token_is_401(client, headers) -> None:  # type: ignore[no-untyped-def]
+    for answer in (
+        client.get("/api/v1/instances", headers=headers),
+        client.post("/api/v1/instances", json={"instanceId": "t-1"}, headers=headers),
+        client.get("/api/v1/events", headers=headers),
+    ):
+        assert answer.status_code == 401
+        assert answer.mimetype == "application/problem+json"
+    assert client.get("/api/v1/instances/t-1", headers=AUTH).status_code == 404
+
+
+def test_api_is_closed_without_tokens(services: Services) -> None:
+    client = create_app(services=with_settings(services, api_tokens=())).test_client()
+    assert client.get("/api/v1/instances", headers={"Authorization": "Bearer "}).status_code == 401
+    assert client.get("/api/v1/instances", headers=AUTH).status_code == 401
+
+
+def test_list_filters_and_pages_with_a_cursor(client, clock) -> None:  # type: ignore[no-untyped-def]
+    for n in range(5):
+        clock.advance(1)
+        client.post("/api/v1/instances", json={"instanceId": f"l-{n}"}, headers=AUTH)
+    seen, cursor = [], ""
+    while True:
+        page = client.get(f"/api/v1/instances?limit=2&cursor={cursor}", headers=AUTH).get_json()
+        seen += [i["instanceId"] for i in page["instances"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == ["l-4", "l-3", "l-2", "l-1", "l-0"]
+    done = client.get("/api/v1/instances?status=completed", headers=AUTH).get_json()
+    assert done == {"instances": [], "nextCursor": None}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["cursor=garbage!", "cursor=WzEsMiwzXQ", "status=done", "limit=0", "limit=1001", "limit=x"],
+)
+def test_bad_list_parameters_are_400(client, query) -> None:  # type: ignore[no-untyped-def]
+    answer = client.get(f"/api/v1/instances?{query}", headers=AUTH)
+    assert answer.status_code == 400
+    assert answer.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("query", ["after=-1", "after=x", "limit=0"])
+def test_bad_event_parameters_are_400(client, query) -> None:  # type: ignore[no-untyped-def]
+    assert client.get(f"/api/v1/events?{query}", headers=AUTH).status_code == 400
+
+
+def test_poll_fetches_now_and_the_events_feed_shows_the_change(client, sim: Simulator) -> None:  # type: ignore[no-untyped-def]
+    sim.set_status("p-1", "InProgress")
+    client.post("/api/v1/instances", json={"instanceId": "p-1"}, headers=AUTH)
+    first = client.post("/api/v1/instances/p-1/poll", headers=AUTH).get_json()
+    assert (first["status"], first["gbgStatus"], first["pollErrors"]) == (
+        "in_progress",
+        "InProgress",
+        0,
+    )
+    sim.set_status("p-1", "Completed", "Of Age")
+    done = client.post("/api/v1/instances/p-1/poll", headers=AUTH).get_json()
+    assert (done["status"], done["outcome"], done["source"]) == ("completed", "Of Age", "api")
+    assert done["completedAt"] is not None
+    assert done["nextPollAt"] is None
+    feed = client.get("/api/v1/events?after=0", headers=AUTH).get_json()
+    assert [
+        (e["instanceId"], e["status"], e["previousStatus"], e["source"]) for e in feed["events"]
+    ] == [("p-1", "completed", "in_progress", "api")]
+    assert feed["nextAfter"] == feed["events"][0]["seq"]
+    empty = client.get(f"/api/v1/events?after={feed['nextAfter']}", headers=AUTH).get_json()
+    assert empty == {"events": [], "nextAfter": feed["nextAfter"]}
+
+
+def test_poll_of_unknown_instance_is_404(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/api/v1/instances/nope/poll", headers=AUTH).status_code == 404
+
+
+def test_poll_while_a_poller_holds_the_lease_is_409(client, services: Services, clock) -> None:  # type: ignore[no-untyped-def]
+    client.post("/api/v1/instances", json={"instanceId": "busy-1"}, headers=AUTH)
+    services.store.claim("busy-1", "poller-x", clock(), 60)
+    answer = client.post("/api/v1/instances/busy-1/poll", headers=AUTH)
+    assert answer.status_code == 409
+    assert answer.headers["Retry-After"] == "1"
+
+
+def test_poll_resumes_a_given_up_instance(client, services: Services, sim: Simulator) -> None:  # type: ignore[no-untyped-def]
+    from receiver.simulator import Fault
+
+    with_settings(services, poll_max_errors=1)
+    sim.set_status("g-1", "InProgress")
+    client.post("/api/v1/instances", json={"instanceId": "g-1"}, headers=AUTH)
+    sim.add_fault(Fault("503"))
+    gave_up = client.post("/api/v1/instances/g-1/poll", headers=AUTH).get_json()
+    assert gave_up["pollingGaveUp"] is True
+    assert gave_up["nextPollAt"] is None
+    resumed = client.post("/api/v1/instances/g-1/poll", headers=AUTH).get_json()
+    assert resumed["pollingGaveUp"] is False
+    assert resumed["nextPollAt"] is not None
+
+
+def test_readyz_is_200_when_the_store_answers(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").get_json() == {"status": "ok"}

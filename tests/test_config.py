@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+
+from receiver.config import Settings
+from receiver.errors import ConfigError
+
+BASIC = {"RECEIVER_WEBHOOK_USERNAME": "u", "RECEIVER_WEBHOOK_PASSWORD": "p"}
+
+
+def test_defaults_are_the_contracts() -> None:
+    s = Settings.from_env(BASIC)
+    assert s.database_url == "sqlite:///var/receiver.db"
+    assert s.bind == "127.0.0.1:8000"
+    assert s.gbg_base_url == "https://eu.platform.go.gbgplc.com"
+    assert s.gbg_token_url == "https://api.auth.gbgplc.com/as/token.oauth2"
+    assert s.gbg_api_version == "v2"
+    assert s.webhook_api_key_header == "X-API-Key"
+    assert s.webhook_auth == "required"
+    assert s.api_tokens == ()
+    assert (s.webhook_timeout, s.confirm_delay, s.poll_interval) == (300, 1, 10)
+    assert (s.poll_error_backoff, s.poll_max_errors, s.poll_max_interval) == (5, 30, 300)
+    assert (s.poll_concurrency, s.gbg_rate_limit, s.instance_ttl) == (8, 20, 604800)
+    assert (s.max_body_bytes, s.trusted_proxies, s.store_pii) == (1048576, 0, False)
+    assert s.log_format == "json"
+
+
+def test_values_are_typed() -> None:
+    s = Settings.from_env(
+        BASIC
+        | {
+            "RECEIVER_POLL_INTERVAL": "2.5",
+            "RECEIVER_POLL_MAX_ERRORS": "3",
+            "RECEIVER_STORE_PII": "true",
+            "RECEIVER_API_TOKENS": "a, b,,c",
+            "RECEIVER_TRUSTED_PROXIES": "1",
+        }
+    )
+    assert s.poll_interval == 2.5
+    assert s.poll_max_errors == 3
+    assert s.store_pii is True
+    assert s.api_tokens == ("a", "b", "c")
+    assert s.trusted_proxies == 1
+
+
+def test_every_bad_variable_is_named_in_one_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            BASIC
+            | {
+                "RECEIVER_POLL_INTERVAL": "soon",
+                "RECEIVER_POLL_MAX_ERRORS": "2.5",
+                "RECEIVER_STORE_PII": "maybe",
+                "RECEIVER_GBG_RATE_LIMIT": "nan",
+            }
+        )
+    message = str(caught.value)
+    for name in ("POLL_INTERVAL", "POLL_MAX_ERRORS", "STORE_PII", "GBG_RATE_LIMIT"):
+        assert f"RECEIVER_{name}:" in message
+    assert len(caught.value.problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RECEIVER_GBG_API_VERSION": "v3"}, "RECEIVER_GBG_API_VERSION"),
+        ({"RECEIVER_WEBHOOK_AUTH": "sometimes"}, "RECEIVER_WEBHOOK_AUTH"),
+        ({"RECEIVER_LOG_FORMAT": "xml"}, "RECEIVER_LOG_FORMAT"),
+        ({"RECEIVER_DATABASE_URL": "mysql://x"}, "RECEIVER_DATABASE_URL"),
+        ({"RECEIVER_POLL_CONCURRENCY": "0"}, "RECEIVER_POLL_CONCURRENCY"),
+        ({"RECEIVER_POLL_INTERVAL": "-1"}, "RECEIVER_POLL_INTERVAL"),
+        ({"RECEIVER_POLL_MAX_INTERVAL": "5"}, "RECEIVER_POLL_MAX_INTERVAL"),
+        ({"RECEIVER_TRUSTED_PROXIES": "-1"}, "RECEIVER_TRUSTED_PROXIES"),
+        ({"RECEIVER_MAX_BODY_BYTES": "0"}, "RECEIVER_MAX_BODY_BYTES"),
+        ({"RECEIVER_GBG_BASE_URL": "ftp://x"}, "RECEIVER_GBG_BASE_URL"),
+        ({"RECEIVER_WEBHOOK_API_KEY_HEADER": "Bad Header"}, "RECEIVER_WEBHOOK_API_KEY_HEADER"),
+        ({"RECEIVER_GBG_CLIENT_ID": "id"}, "RECEIVER_GBG_CLIENT_SECRET"),
+        ({"RECEIVER_GBG_USERNAME": "user"}, "RECEIVER_GBG_PASSWORD"),
+        ({"RECEIVER_API_TOKENS": " , "}, "RECEIVER_API_TOKENS"),
+    ],
+)
+def test_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(BASIC | env)
+
+
+def test_required_webhook_auth_without_credentials_refuses_to_start() -> None:
+    with pytest.raises(ConfigError, match="RECEIVER_WEBHOOK_AUTH"):
+        Settings.from_env({})
+
+
+def test_webhook_username_without_password_refuses_to_start() -> None:
+    with pytest.raises(ConfigError, match="RECEIVER_WEBHOOK_PASSWORD"):
+        Settings.from_env({"RECEIVER_WEBHOOK_USERNAME": "u"})
+
+
+def test_api_key_alone_or_auth_none_is_enough() -> None:
+    assert Settings.from_env({"RECEIVER_WEBHOOK_API_KEY": "k"}).webhook_api_key == "k"
+    assert Settings.from_env({"RECEIVER_WEBHOOK_AUTH": "none"}).webhook_auth == "none"

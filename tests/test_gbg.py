@@ -1,0 +1,166 @@
+"""The GBG client against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
+from receiver.gbg import parse_state, retry_after
+from receiver.reconcile import COMPLETED, IN_PROGRESS
+from receiver.simulator import Fault, Simulator
+from tests.conftest import gbg_client
+
+
+def test_one_token_serves_many_fetches_from_many_threads(sim: Simulator) -> None:
+    client = gbg_client(sim)
+    ids = [sim.create() for _ in range(20)]
+    with ThreadPoolExecutor(8) as pool:
+        states = list(pool.map(client.fetch_state, ids))
+    assert {s.status for s in states} == {IN_PROGRESS}
+    assert sim.token_requests == 1
+    assert len(sim.fetches()) == 20
+
+
+def test_expired_token_is_refreshed_once(sim: Simulator) -> None:
+    client = gbg_client(sim)
+    iid = sim.create()
+    client.fetch_state(iid)
+    sim.expire_tokens()
+    client.fetch_state(iid)
+    client.fetch_state(iid)
+    assert sim.token_requests == 2
+    assert [c["status"] for c in sim.fetches()] == [200, 401, 200, 200]
+
+
+def test_a_second_401_is_an_auth_error(sim: Simulator) -> None:
+    client = gbg_client(sim)
+    sim.add_fault(Fault("401", count=2))
+    with pytest.raises(GbgAuthError):
+        client.fetch_state(sim.create())
+    assert sim.token_requests == 2
+
+
+def test_token_is_refreshed_shortly_before_it_expires(sim: Simulator) -> None:
+    now = [0.0]
+    sim.token_lifetime = 100
+    client = gbg_client(sim, clock=lambda: now[0])
+    iid = sim.create()
+    client.fetch_state(iid)
+    now[0] = 85.0
+    client.fetch_state(iid)
+    assert sim.token_requests == 1
+    now[0] = 95.0  # within the last tenth of its life
+    client.fetch_state(iid)
+    assert sim.token_requests == 2
+
+
+def test_password_grant_when_a_username_is_set(sim: Simulator) -> None:
+    sim.username, sim.password = "api-user", "api-pass"
+    client = gbg_client(sim, username="api-user", password="api-pass")
+    assert client.fetch_state(sim.create()).status == IN_PROGRESS
+    with pytest.raises(GbgAuthError):
+        gbg_client(sim, username="api-user", password="wrong").fetch_state(sim.create())
+
+
+def test_wrong_client_secret_is_an_auth_error(sim: Simulator) -> None:
+    with pytest.raises(GbgAuthError):
+        gbg_client(sim, client_secret="nope").token()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_fetch_parses_both_api_versions(sim: Simulator, version: str) -> None:
+    client = gbg_client(sim, api_version=version)
+    iid = client.start_journey("age-check@latest", {"subject": {"identity": {"firstName": "Ada"}}})
+    assert client.fetch_state(iid).status == IN_PROGRESS
+    sim.set_status(iid, "Completed", "Of Age")
+    state = client.fetch_state(iid)
+    assert (state.status, state.gbg_status) == (COMPLETED, "Completed")
+    assert state.completed_at is not None
+    assert state.journey
+    assert state.journey["endedAt"]
+    if version == "v2":
+        assert state.outcome == "Of Age"
+        assert state.journey["id"] == "age-check"
+        assert state.result == {"status": "complete", "advice": {}}
+    assert sim.fetches(iid)[0]["version"] == version
+
+
+def test_subject_is_dropped_unless_pii_storage_is_chosen(sim: Simulator) -> None:
+    iid = sim.create(subject={"identity": {"firstName": "Ada", "dateOfBirth": "1815-12-10"}})
+    dropped = gbg_client(sim).fetch_state(iid).document
+    kept = gbg_client(sim, store_pii=True).fetch_state(iid).document
+    assert dropped is not None
+    assert "subject" not in dropped["context"]
+    assert "Ada" not in str(dropped)
+    assert kept is not None
+    assert kept["context"]["subject"]["identity"]["firstName"] == "Ada"
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "error_kind"),
+    [
+        ("500", GbgUnavailable, "http_500"),
+        ("502", GbgUnavailable, "http_502"),
+        ("503", GbgUnavailable, "http_503"),
+        ("429", GbgUnavailable, "http_429"),
+        ("garbage", GbgUnavailable, "garbage"),
+        ("404", GbgRejected, "http_404"),
+    ],
+)
+def test_each_fault_is_its_own_error(
+    sim: Simulator, kind: str, error: type[Exception], error_kind: str
+) -> None:
+    client = gbg_client(sim)
+    iid = sim.create()
+    sim.add_fault(Fault(kind, retry_after=7))
+    with pytest.raises(error) as caught:
+        client.fetch_state(iid)
+    assert caught.value.kind == error_kind  # type: ignore[attr-defined]
+    if kind == "429":
+        assert caught.value.retry_after == 7  # type: ignore[attr-defined]
+    assert client.fetch_state(iid).status == IN_PROGRESS  # one fault, then healthy
+
+
+def test_slow_answer_is_a_timeout(sim: Simulator) -> None:
+    client = gbg_client(sim, timeout=(1.0, 0.3))
+    sim.add_fault(Fault("timeout", delay=1.0))
+    with pytest.raises(GbgUnavailable) as caught:
+        client.fetch_state(sim.create())
+    assert caught.value.kind == "timeout"
+
+
+def test_unknown_instance_is_rejected(sim: Simulator) -> None:
+    with pytest.raises(GbgRejected) as caught:
+        gbg_client(sim).fetch_state("never-started")
+    assert caught.value.status == 404
+
+
+def test_connection_refused_is_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before use: nothing listens there
+    fake = Simulator()
+    fake.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    with pytest.raises(GbgUnavailable) as caught:
+        gbg_client(fake).fetch_state("x")
+    assert caught.value.kind == "connect"
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after({"Retry-After": "12"}) == 12.0
+    assert retry_after({}) is None
+    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after({"Retry-After": "soon"}) is None
+
+
+@pytest.mark.parametrize("body", [{}, {"status": ""}, {"status": 5}])
+def test_state_without_a_status_is_garbage(body: dict[str, object]) -> None:
+    with pytest.raises(GbgUnavailable):
+        parse_state(body)
+
+
+def test_undocumented_status_keeps_polling() -> None:
+    assert parse_state({"status": "Paused"}).status == IN_PROGRESS

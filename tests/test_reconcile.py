@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from receiver.reconcile import (
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    IN_PROGRESS,
+    Fetched,
+    FetchFailed,
+    GbgState,
+    Instance,
+    Registered,
+    TtlPassed,
+    UnknownInstance,
+    WebhookReceived,
+    decide,
+    normalize_status,
+)
+from receiver.schedule import Policy
+
+POLICY = Policy(jitter=0.0)
+NOW = 10_000.0
+ID = "inst-1"
+
+OBSERVATIONS = {
+    "register": Registered(ID),
+    "webhook": WebhookReceived(ID, claim="Completed"),
+    "fetch_in_progress": Fetched(ID, GbgState(IN_PROGRESS, "InProgress")),
+    "fetch_completed": Fetched(ID, GbgState(COMPLETED, "Completed", outcome="Of Age")),
+    "fetch_failed": Fetched(ID, GbgState(FAILED, "Failed")),
+    "fetch_error": FetchFailed(ID, "http_503"),
+    "ttl": TtlPassed(ID),
+}
+NO = None  # decide() refuses: nothing to fold a fetch or expiry into
+
+# current status -> observation -> (status after, one event?)
+TABLE: dict[str | None, dict[str, tuple[str, bool] | None]] = {
+    None: {
+        "register": (IN_PROGRESS, False),
+        "webhook": (IN_PROGRESS, False),
+        "fetch_in_progress": NO,
+        "fetch_completed": NO,
+        "fetch_failed": NO,
+        "fetch_error": NO,
+        "ttl": NO,
+    },
+    IN_PROGRESS: {
+        "register": (IN_PROGRESS, False),
+        "webhook": (IN_PROGRESS, False),
+        "fetch_in_progress": (IN_PROGRESS, False),
+        "fetch_completed": (COMPLETED, True),
+        "fetch_failed": (FAILED, True),
+        "fetch_error": (IN_PROGRESS, False),
+        "ttl": (EXPIRED, True),
+    },
+    COMPLETED: {obs: (COMPLETED, False) for obs in OBSERVATIONS},
+    FAILED: {obs: (FAILED, False) for obs in OBSERVATIONS},
+    EXPIRED: {
+        "register": (EXPIRED, False),
+        "webhook": (EXPIRED, False),
+        "fetch_in_progress": (EXPIRED, False),
+        "fetch_completed": (COMPLETED, True),
+        "fetch_failed": (FAILED, True),
+        "fetch_error": (EXPIRED, False),
+        "ttl": (EXPIRED, False),
+    },
+}
+
+
+def instance(status: str = IN_PROGRESS, **changes: object) -> Instance:
+    base = Instance(
+        ID, registered_at=NOW - 400, updated_at=NOW - 400, status=status, next_poll_at=NOW
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("current", "observed"),
+    [(c, o) for c in TABLE for o in OBSERVATIONS],
+    ids=lambda v: str(v),
+)
+def test_every_pair_of_current_and_observed(current: str | None, observed: str) -> None:
+    expected = TABLE[current][observed]
+    before = None if current is None else instance(current)
+    if expected is None:
+        with pytest.raises(UnknownInstance):
+            decide(before, OBSERVATIONS[observed], NOW, POLICY)
+        return
+    decision = decide(before, OBSERVATIONS[observed], NOW, POLICY)
+    status, has_event = expected
+    assert decision.instance.status == status
+    assert (decision.event is not None) == has_event
+    if decision.event is not None:
+        assert decision.event.previous_status == current
+        assert decision.event.status == status
+    assert decision.created == (current is None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ("InProgress", IN_PROGRESS),
+        ("IN_PROGRESS", IN_PROGRESS),
+        ("in progress", IN_PROGRESS),
+        ("Completed", COMPLETED),
+        ("COMPLETED", COMPLETED),
+        ("complete", COMPLETED),
+        ("Failed", FAILED),
+        ("FAILED", FAILED),
+        ("Exploded", None),
+        (None, None),
+        (3, None),
+    ],
+)
+def test_gbg_statuses_in_any_spelling(raw: object, status: str | None) -> None:
+    assert normalize_status(raw) == status
+
+
+def test_webhook_never_sets_a_final_status_but_keeps_its_claim() -> None:
+    decision = decide(None, WebhookReceived(ID, claim="Completed"), NOW, POLICY)
+    assert decision.instance.status == IN_PROGRESS
+    assert decision.instance.webhook_claim == "Completed"
+    assert decision.instance.webhook_received_at == NOW
+    assert decision.instance.next_poll_at == NOW + POLICY.confirm_delay
+
+
+def test_registration_starts_the_webhook_timeout_clock() -> None:
+    decision = decide(None, Registered(ID, "order-7"), NOW, POLICY)
+    assert decision.instance.next_poll_at == NOW + POLICY.webhook_timeout
+    assert decision.instance.reference == "order-7"
+    assert decision.instance.source == "api"
+
+
+def test_duplicate_registration_changes_nothing() -> None:
+    first = decide(None, Registered(ID), NOW, POLICY).instance
+    again = decide(first, Registered(ID), NOW + 5, POLICY)
+    assert again.instance == first
+    assert not again.created
+
+
+def test_webhook_never_delays_a_fetch_already_due_sooner() -> None:
+    due_soon = instance(next_poll_at=NOW + 0.2)
+    assert decide(due_soon, WebhookReceived(ID), NOW, POLICY).instance.next_poll_at == NOW + 0.2
+
+
+def test_webhook_resumes_a_given_up_instance() -> None:
+    gave_up = instance(polling_gave_up=True, poll_errors=30, next_poll_at=None)
+    after = decide(gave_up, WebhookReceived(ID), NOW, POLICY).instance
+    assert (after.polling_gave_up, after.poll_errors) == (False, 0)
+    assert after.next_poll_at == NOW + POLICY.confirm_delay
+
+
+def test_fetch_error_backs_off_then_gives_up_at_the_maximum() -> None:
+    current = instance(poll_errors=POLICY.max_errors - 2)
+    after = decide(current, FetchFailed(ID, "http_500"), NOW, POLICY).instance
+    assert after.poll_errors == POLICY.max_errors - 1
+    assert after.next_poll_at == NOW + 10 + 5 * (POLICY.max_errors - 1)
+    last = decide(after, FetchFailed(ID, "http_500"), NOW, POLICY).instance
+    assert (last.polling_gave_up, last.next_poll_at) == (True, None)
+
+
+def test_success_resets_errors_and_schedules_the_base_interval() -> None:
+    current = instance(poll_errors=4)
+    after = decide(current, OBSERVATIONS["fetch_in_progress"], NOW, POLICY).instance
+    assert (after.poll_errors, after.next_poll_at, after.last_polled_at) == (0, NOW + 10, NOW)
+
+
+@pytest.mark.parametrize(
+    ("webhook_at", "by", "source"),
+    [(None, "poll", "poll"), (NOW - 5, "poll", "webhook"), (NOW - 5, "api", "api")],
+)
+def test_source_says_how_the_status_was_found(
+    webhook_at: float | None, by: str, source: str
+) -> None:
+    current = instance(webhook_received_at=webhook_at)
+    state = GbgState(COMPLETED, "Completed", completed_at=NOW - 1)
+    decision = decide(current, Fetched(ID, state, by), NOW, POLICY)
+    assert decision.instance.source == source
+    assert decision.event is not None
+    assert decision.event.source == source
+    assert decision.instance.completed_at == NOW - 1
+    assert decision.instance.next_poll_at is None
+
+
+def test_late_in_progress_after_completed_changes_nothing() -> None:
+    done = decide(instance(), OBSERVATIONS["fetch_completed"], NOW, POLICY).instance
+    later = decide(done, OBSERVATIONS["fetch_in_progress"], NOW + 1, POLICY)
+    assert later.instance.status == COMPLETED
+    assert later.instance.outcome == "Of Age"
+    assert later.event is None

@@ -1,0 +1,215 @@
+"""POST /webhooks/gbg through the Flask test client."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from receiver import create_app
+from receiver.config import Settings
+from receiver.services import Services, build_services
+from receiver.store import Store
+from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, with_settings
+
+URL = "/webhooks/gbg"
+
+
+def basic(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASS) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def nothing_stored(store: Store) -> bool:
+    page, _ = store.list_instances(status=None, limit=10, cursor=None)
+    return page == [] and store.events_after(0, 10) == []
+
+
+def test_accepted_only_after_commit_with_status(client, store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+    body = {"instanceId": "abc-123", "status": "Completed", "message": "done"}
+    answer = client.post(URL, json=body, headers=basic())
+    assert answer.status_code == 202
+    assert answer.get_json() == {"instanceId": "abc-123", "status": "in_progress"}
+    instance = store.get("abc-123")
+    assert instance is not None
+    assert instance.status == "in_progress"  # the webhook alone never finalises
+    assert instance.webhook_claim == "Completed"
+    assert instance.next_poll_at == clock() + 1.0  # confirming fetch after RECEIVER_CONFIRM_DELAY
+    [stored] = store.deliveries_for("abc-123")
+    assert json.loads(stored["body"]) == body
+    assert "Authorization" not in stored["headers"]
+    assert stored["peer"] == "127.0.0.1"
+
+
+def test_duplicate_webhook_is_acknowledged_and_harmless(client, store: Store) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        assert client.post(URL, json={"instanceId": "dup-1"}, headers=basic()).status_code == 202
+    assert len(store.deliveries_for("dup-1")) == 3
+    assert store.events_after(0, 10) == []
+    page, _ = store.list_instances(status=None, limit=10, cursor=None)
+    assert len(page) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        ({"instanceId": "id-a"}, ""),
+        ({"instance_id": "id-a"}, ""),
+        ({"data": {"instanceId": "id-a"}}, ""),
+        ({"context": {"process": {"instance": {"id": "id-a"}}}}, ""),
+        ({"context": {"process": {"instance": {"instanceId": "id-a"}}}}, ""),
+        ({"status": "Completed"}, "?instanceId=id-a"),
+        ({"instanceId": "id-a", "data": {"instanceId": "other"}}, "?instanceId=x"),
+    ],
+)
+def test_instance_id_is_found_in_every_listed_place(client, store, body, query) -> None:  # type: ignore[no-untyped-def]
+    assert client.post(URL + query, json=body, headers=basic()).status_code == 202
+    assert store.get("id-a") is not None
+
+
+def test_any_content_type_that_parses_is_accepted(client, store) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post(
+        URL, data=b'{"instanceId": "ct-1"}', headers=basic() | {"Content-Type": "text/plain"}
+    )
+    assert answer.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic(password="wrong"),
+        basic(user="other"),
+        {"Authorization": "Bearer " + WEBHOOK_PASS},
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Basic " + base64.b64encode(WEBHOOK_USER.encode()).decode()},
+    ],
+)
+def test_missing_or_wrong_credentials_are_401_and_store_nothing(client, store, headers) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post(URL, json={"instanceId": "x-1"}, headers=headers)
+    assert answer.status_code == 401
+    assert answer.mimetype == "application/problem+json"
+    assert answer.get_json()["status"] == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Basic")
+    assert nothing_stored(store)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"{oops", 400),
+        (b"", 400),
+        (b"\xff\xfe{}", 400),
+        (b"[" * 100_000 + b"]" * 100_000, 400),
+        (b"[" * 5000 + b"]" * 5000, 400),
+        (b"[1, 2]", 422),
+        (b'"instanceId"', 422),
+        (b'{"status": "Completed"}', 422),
+        (b'{"instanceId": ""}', 422),
+        (b'{"instanceId": 42}', 422),
+        (b'{"instanceId": "a/b"}', 422),
+        (b'{"instanceId": "../../etc/passwd"}', 422),
+        (b'{"instanceId": "x\'; DROP TABLE instances;--"}', 422),
+        (b'{"instanceId": "line\\nbreak"}', 422),
+        (json.dumps({"instanceId": "x" * 129}).encode(), 422),
+    ],
+)
+def test_bad_bodies_get_a_problem_and_store_nothing(client, store, raw, status) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post(URL, data=raw, headers=basic() | {"Content-Type": "application/json"})
+    assert answer.status_code == status
+    assert answer.mimetype == "application/problem+json"
+    assert answer.get_json()["status"] == status
+    assert nothing_stored(store)
+
+
+def test_body_over_the_limit_is_413(services: Services, store: Store) -> None:
+    client = create_app(services=with_settings(services, max_body_bytes=100)).test_client()
+    ok = client.post(URL, json={"instanceId": "s-1"}, headers=basic())
+    big = client.post(URL, json={"instanceId": "s-2", "pad": "x" * 100}, headers=basic())
+    assert (ok.status_code, big.status_code) == (202, 413)
+    assert big.mimetype == "application/problem+json"
+    assert store.get("s-2") is None
+
+
+@pytest.fixture
+def api_key_client(services: Services):  # type: ignore[no-untyped-def]
+    changed = with_settings(
+        services,
+        webhook_username=None,
+        webhook_password=None,
+        webhook_api_key="k-77f1",
+        webhook_api_key_header="X-GBG-Key",
+    )
+    return create_app(services=changed).test_client()
+
+
+def test_api_key_in_the_configured_header(api_key_client, store) -> None:  # type: ignore[no-untyped-def]
+    ok = api_key_client.post(URL, json={"instanceId": "k-1"}, headers={"X-GBG-Key": "k-77f1"})
+    wrong = api_key_client.post(URL, json={"instanceId": "k-2"}, headers={"X-GBG-Key": "k-77f2"})
+    other_header = api_key_client.post(
+        URL, json={"instanceId": "k-3"}, headers={"X-API-Key": "k-77f1"}
+    )
+    assert (ok.status_code, wrong.status_code, other_header.status_code) == (202, 401, 401)
+    assert wrong.headers["WWW-Authenticate"] == 'ApiKey header="X-GBG-Key"'
+    assert "X-Gbg-Key" not in store.deliveries_for("k-1")[0]["headers"]
+    assert store.get("k-2") is None
+    assert store.get("k-3") is None
+
+
+def test_api_key_in_authorization_basic_may_be_base64(services: Services) -> None:
+    client = create_app(
+        services=with_settings(
+            services,
+            webhook_username=None,
+            webhook_password=None,
+            webhook_api_key="k-77f1",
+            webhook_api_key_header="Authorization",
+        )
+    ).test_client()
+    encoded = "Basic " + base64.b64encode(b"k-77f1").decode()
+    assert (
+        client.post(URL, json={"instanceId": "b-1"}, headers={"Authorization": encoded}).status_code
+        == 202
+    )
+    assert (
+        client.post(
+            URL, json={"instanceId": "b-2"}, headers={"Authorization": "k-77f1"}
+        ).status_code
+        == 202
+    )
+    assert (
+        client.post(
+            URL, json={"instanceId": "b-3"}, headers={"Authorization": "Basic eA=="}
+        ).status_code
+        == 401
+    )
+
+
+def test_auth_none_accepts_unauthenticated_webhooks(services: Services) -> None:
+    client = create_app(
+        services=with_settings(
+            services, webhook_auth="none", webhook_username=None, webhook_password=None
+        )
+    ).test_client()
+    assert client.post(URL, json={"instanceId": "open-1"}).status_code == 202
+
+
+def test_store_down_is_503_with_retry_after(settings: Settings) -> None:
+    down = build_services(
+        # Nothing listens on port 9: connecting fails at once, as with a dead database.
+        Settings(**{**settings.__dict__, "database_url": "postgresql+psycopg://u@127.0.0.1:9/x"})
+    )
+    client = create_app(services=down).test_client()
+    answer = client.post(URL, json={"instanceId": "down-1"}, headers=basic())
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.mimetype == "application/problem+json"
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_request_id_is_echoed_or_made(client) -> None:  # type: ignore[no-untyped-def]
+    given = client.get("/healthz", headers={"X-Request-ID": "req-42"})
+    made = client.get("/healthz")
+    assert given.headers["X-Request-ID"] == "req-42"
+    assert len(made.headers["X-Request-ID"]) == 32
