@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         services = build_services(settings or Settings.from_env())
     settings = services.settings
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver"] = services
     if settings.trusted_proxies:

@@ -14,7 +14,7 @@ from receiver.errors import Problem
 from receiver.reconcile import INSTANCE_ID, STATUSES, Instance, Registered
 from receiver.services import Services
 from receiver.store import decode_cursor
-from receiver.webhook import parse_object
+from receiver.webhook import parse_object, read_body
 
 log = logging.getLogger("receiver.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -45,7 +45,7 @@ def require_token() -> None:
 
 @bp.post("/instances")
 def register() -> tuple[dict[str, Any], int]:
-    payload = parse_object(request.get_data(cache=False))
+    payload = parse_object(read_body())
     instance_id = payload.get("instanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
         raise Problem(

@@ -71,12 +71,12 @@ class Settings:
                 values[f.name] = _PARSERS[f.type](raw.strip())
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
-        if not problems:
-            settings = cls(**values)
-            problems = settings.problems()
-            if not problems:
-                return settings
-        raise ConfigError(problems)
+        settings = cls(**values)  # unparseable variables stand at their defaults here
+        failed = {p.split(":", 1)[0] for p in problems}
+        problems += [p for p in settings.problems() if p.split(":", 1)[0] not in failed]
+        if problems:
+            raise ConfigError(problems)
+        return settings
 
     def problems(self) -> list[str]:
         """Cross-field and range checks, each naming its variable."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
 
@@ -21,7 +21,6 @@ class Services:
     gbg: GbgClient | None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    policy: Policy = field(default_factory=Policy)
 
 
 def build_services(
@@ -32,9 +31,8 @@ def build_services(
     clock: Callable[[], float] | None = None,
 ) -> Services:
     """Wire the store and the GBG client from settings; tests inject their own parts."""
-    policy = Policy.from_settings(settings)
     if store is None:
-        store = Store.from_url(settings.database_url, policy)
+        store = Store.from_url(settings.database_url, Policy.from_settings(settings))
     if gbg is None and settings.gbg_client_id is not None:
         gbg = GbgClient(
             base_url=settings.gbg_base_url,
@@ -47,4 +45,4 @@ def build_services(
             store_pii=settings.store_pii,
             session=requests.Session(),
         )
-    return Services(settings, store, gbg, clock or time.time, policy=policy)
+    return Services(settings, store, gbg, clock or time.time)

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,7 +161,7 @@ class Simulator:
         if fault.kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {FAULT_KINDS}")
         with self.lock:
-            self.faults.append(fault)
+            self.faults.append(replace(fault))  # counted down here, never in the caller's copy
 
     def expire_tokens(self) -> None:
         with self.lock:

@@ -58,6 +58,8 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def pg_engine() -> Iterator[sa.Engine]:
     if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: set RECEIVER_TEST_DATABASE_URL")
         pytest.skip("RECEIVER_TEST_DATABASE_URL is not set")
     engine = make_engine(PG_URL)
     upgrade(engine)
@@ -141,6 +143,7 @@ def with_settings(services: Services, **changes: object) -> Services:
     """The same services with some settings changed (and the policy that follows)."""
     settings = replace(services.settings, **changes)  # type: ignore[arg-type]
     services.settings = settings
-    services.policy = Policy.from_settings(settings)
-    services.store.policy = services.policy
+    services.store.policy = replace(
+        Policy.from_settings(settings), jitter=services.store.policy.jitter
+    )
     return services

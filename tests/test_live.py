@@ -1,0 +1,296 @@
+"""Real processes: gunicorn through `gbg-receiver web`, `serve` with the simulator,
+pollers on PostgreSQL; ephemeral ports, logs under tmp_path."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from receiver.reconcile import WebhookReceived
+from receiver.schedule import Policy
+from receiver.simulator import Simulator
+from receiver.store import Store
+from tests.conftest import API_TOKEN, PG_URL, SHARED, WEBHOOK_PASS, WEBHOOK_USER, empty_tables
+
+pytestmark = pytest.mark.live
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env.update(
+        RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / 'receiver.db'}",
+        RECEIVER_WEBHOOK_USERNAME=WEBHOOK_USER,
+        RECEIVER_WEBHOOK_PASSWORD=WEBHOOK_PASS,
+        RECEIVER_API_TOKENS=API_TOKEN,
+        RECEIVER_WEB_WORKERS="2",
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A child process whose output goes to a log file under tmp_path."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "receiver", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            raise
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        if proc.popen.poll() is None:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def wait_ready(base: str, proc: Proc, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.popen.poll() is None, proc.log.read_text()
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("not ready: " + proc.log.read_text())
+
+
+def call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+API = {"Authorization": f"Bearer {API_TOKEN}"}
+HOOK = {
+    "Authorization": "Basic " + base64.b64encode(f"{WEBHOOK_USER}:{WEBHOOK_PASS}".encode()).decode()
+}
+
+
+def test_gunicorn_web_passes_the_contract_smoke_check(tmp_path: Path, procs: list[Proc]) -> None:
+    port = free_port()
+    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}")
+    assert run(["migrate"], env).returncode == 0
+    web = Proc(["web"], env, tmp_path / "web.log")
+    procs.append(web)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, web)
+    smoke = subprocess.run(
+        [
+            sys.executable,
+            str(SHARED / "conformance" / "smoke.py"),
+            "--base",
+            base,
+            "--webhook-user",
+            WEBHOOK_USER,
+            "--webhook-pass",
+            WEBHOOK_PASS,
+            "--api-token",
+            API_TOKEN,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert smoke.returncode == 0, smoke.stdout
+    assert "16/16 checks pass" in smoke.stdout
+
+    # A chunked body past the limit is cut off while streaming: 413, nothing stored.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("POST", "/webhooks/gbg")
+    conn.putheader("Authorization", HOOK["Authorization"])
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    chunk = b'{"instanceId": "chunky-1", "pad": "' + b"x" * 65536
+    try:
+        for _ in range(20):
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            chunk = b"x" * 65536
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may stop reading once it has answered
+    answer = conn.getresponse()
+    status = answer.status
+    conn.close()
+    assert status == 413
+    assert call("GET", f"{base}/api/v1/instances/chunky-1", headers=API)[0] == 404
+    assert web.stop() == 0
+    log = (tmp_path / "web.log").read_text()
+    assert WEBHOOK_PASS not in log
+    assert API_TOKEN not in log
+
+
+def test_web_refuses_to_start_with_bad_configuration(tmp_path: Path) -> None:
+    env = base_env(tmp_path, RECEIVER_POLL_INTERVAL="often", RECEIVER_WEBHOOK_AUTH="maybe")
+    result = run(["web"], env)
+    assert result.returncode != 0
+    assert "RECEIVER_POLL_INTERVAL" in result.stderr
+    assert "RECEIVER_WEBHOOK_AUTH" in result.stderr
+
+
+def test_serve_with_the_simulator_learns_every_ending(tmp_path: Path, procs: list[Proc]) -> None:
+    port, sim_port = free_port(), free_port()
+    env = base_env(
+        tmp_path,
+        RECEIVER_BIND=f"127.0.0.1:{port}",
+        RECEIVER_WEBHOOK_TIMEOUT="2",
+        RECEIVER_CONFIRM_DELAY="0.2",
+    )
+    assert run(["migrate"], env).returncode == 0
+    serve = Proc(
+        ["serve", "--simulator", "--simulator-port", str(sim_port)], env, tmp_path / "serve.log"
+    )
+    procs.append(serve)
+    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
+    wait_ready(base, serve)
+    # The module posts 0.3 s after the end: confirmed by one fetch.
+    _, hooked = call("POST", f"{sim}/_sim/journeys", {"endsIn": 0, "webhookIn": 0.3})
+    # The webhook is lost: the application registered it, polling finds the end.
+    _, lost = call(
+        "POST", f"{sim}/_sim/journeys", {"endsIn": 0.5, "webhook": "drop", "status": "Failed"}
+    )
+    assert (
+        call("POST", f"{base}/api/v1/instances", {"instanceId": lost["instanceId"]}, API)[0] == 201
+    )
+    deadline = time.monotonic() + 20
+    states: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        states = {
+            i: call("GET", f"{base}/api/v1/instances/{i}", headers=API)[1]
+            for i in (hooked["instanceId"], lost["instanceId"])
+        }
+        if all(s and s["status"] != "in_progress" for s in states.values()):
+            break
+        time.sleep(0.2)
+    assert states[hooked["instanceId"]]["status"] == "completed"
+    assert states[hooked["instanceId"]]["source"] == "webhook"
+    assert states[lost["instanceId"]]["status"] == "failed"
+    assert states[lost["instanceId"]]["source"] == "poll"
+    _, calls = call("GET", f"{sim}/_sim/calls")
+    fetched = [c["instanceId"] for c in calls["calls"]]
+    assert fetched.count(hooked["instanceId"]) == 1
+    assert calls["tokenRequests"] == 1
+    assert serve.stop() == 0
+    assert "using the bundled GBG simulator" in serve.log.read_text()
+
+
+def test_serve_exits_non_zero_when_a_child_dies(tmp_path: Path, procs: list[Proc]) -> None:
+    port = free_port()
+    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}")
+    assert run(["migrate"], env).returncode == 0
+    serve = Proc(["serve", "--simulator"], env, tmp_path / "serve.log")
+    procs.append(serve)
+    wait_ready(f"http://127.0.0.1:{port}", serve)
+    children = [
+        int(p)
+        for p in Path(f"/proc/{serve.popen.pid}/task/{serve.popen.pid}/children")
+        .read_text()
+        .split()
+    ]
+    poller = next(p for p in children if b"poller" in Path(f"/proc/{p}/cmdline").read_bytes())
+    os.kill(poller, signal.SIGKILL)
+    assert serve.popen.wait(30) == 1
+    assert "poller exited with -9" in serve.log.read_text()
+
+
+@pytest.mark.postgres
+def test_two_pollers_on_postgres_never_fetch_one_instance_at_once(
+    tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine
+) -> None:
+    empty_tables(pg_engine)
+    store = Store(pg_engine, Policy())
+    sim.latency = 0.02
+    ids = [f"pp-{n}" for n in range(150)]
+    now = time.time()
+    for iid in ids:
+        sim.set_status(iid, "Completed")
+        store.apply(WebhookReceived(iid), now - 5)
+    assert PG_URL
+    env = base_env(
+        tmp_path,
+        RECEIVER_DATABASE_URL=PG_URL,
+        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
+        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        RECEIVER_GBG_RATE_LIMIT="200",
+    )
+    pollers = [Proc(["poller"], env, tmp_path / f"poller-{n}.log") for n in range(2)]
+    procs.extend(pollers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page, _ = store.list_instances(status="in_progress", limit=1, cursor=None)
+        if not page:
+            break
+        time.sleep(0.2)
+    assert [p.stop() for p in pollers] == [0, 0]
+    fetches = sim.fetches()
+    assert sorted(c["instanceId"] for c in fetches) == sorted(ids)  # each exactly once
+    by_pid = [(p.log.read_text().count('"poll.fetched"')) for p in pollers]
+    assert all(n > 0 for n in by_pid), by_pid  # both took part
+    assert store.leases() == []  # SIGTERM gave every lease back
