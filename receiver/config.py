@@ -47,7 +47,7 @@ class Settings:
     poll_max_errors: int = 30
     poll_max_interval: float = 300.0
     poll_concurrency: int = 8
-    poll_lease: float = 60.0
+    poll_lease: float = 90.0  # > two token requests and two fetches at full timeouts
     gbg_rate_limit: float = 20.0
     instance_ttl: float = 604800.0
     max_body_bytes: int = 1048576

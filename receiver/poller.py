@@ -113,15 +113,17 @@ def fetch(services: Services, instance_id: str, owner: str, *, by: str = "poll")
     if wait > 0:
         services.sleep(wait)
     started = time.perf_counter()
+    started_at = services.clock()
     observation: Observation
     try:
-        observation = Fetched(instance_id, services.gbg.fetch_state(instance_id), by)
+        state = services.gbg.fetch_state(instance_id)
+        observation = Fetched(instance_id, state, by, started_at)
     except GbgUnavailable as exc:
-        observation = FetchFailed(instance_id, exc.kind, exc.retry_after)
+        observation = FetchFailed(instance_id, exc.kind, exc.retry_after, started_at)
         if exc.retry_after:
             store.pause_fetches(services.clock() + exc.retry_after)  # GBG said: all of us
     except GbgError as exc:
-        observation = FetchFailed(instance_id, exc.kind)
+        observation = FetchFailed(instance_id, exc.kind, started_at=started_at)
     decision = store.apply(observation, services.clock(), lease_owner=owner)
     log.info(
         "poll.fetched",

@@ -102,6 +102,7 @@ class Fetched:
     instance_id: str
     state: GbgState
     by: str = "poll"  # "api" when an operator asked for the fetch
+    started_at: float | None = None  # when the request went out
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class FetchFailed:
     instance_id: str
     error: str
     retry_after: float | None = None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def decide(
 def _webhook(current: Instance, obs: WebhookReceived, now: float, policy: Policy) -> Instance:
     after = replace(
         current,
-        webhook_received_at=current.webhook_received_at or now,
+        webhook_received_at=now,
         webhook_claim=obs.claim if obs.claim is not None else current.webhook_claim,
         updated_at=now,
     )
@@ -219,12 +221,10 @@ def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Ins
         return replace(settled, completed_at=state.completed_at or now)
     if current.status == EXPIRED:
         return replace(after, next_poll_at=None)
-    return replace(
-        after,
-        next_poll_at=schedule.next_poll_at(
-            policy, instance_id=current.instance_id, registered_at=current.registered_at, now=now
-        ),
+    next_at = schedule.next_poll_at(
+        policy, instance_id=current.instance_id, registered_at=current.registered_at, now=now
     )
+    return replace(after, next_poll_at=_confirm_webhook_during_fetch(current, obs, next_at, policy))
 
 
 def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> Instance:
@@ -244,9 +244,20 @@ def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> 
         last_polled_at=now,
         poll_errors=errors,
         polling_gave_up=next_at is None,
-        next_poll_at=next_at,
+        next_poll_at=_confirm_webhook_during_fetch(current, obs, next_at, policy),
         updated_at=now,
     )
+
+
+def _confirm_webhook_during_fetch(
+    current: Instance, obs: Fetched | FetchFailed, next_at: float | None, policy: Policy
+) -> float | None:
+    """A webhook that came while this fetch was under way still gets its confirmation:
+    the answer in hand may predate the journey's end that the webhook announced."""
+    hook = current.webhook_received_at
+    if next_at is None or hook is None or obs.started_at is None or hook < obs.started_at:
+        return next_at
+    return min(next_at, hook + policy.confirm_delay)
 
 
 def _source(current: Instance, by: str) -> str:

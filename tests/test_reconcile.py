@@ -192,3 +192,24 @@ def test_late_in_progress_after_completed_changes_nothing() -> None:
     assert later.instance.status == COMPLETED
     assert later.instance.outcome == "Of Age"
     assert later.event is None
+
+
+@pytest.mark.parametrize(
+    "observed",
+    [
+        Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 2),
+        FetchFailed(ID, "http_503", started_at=NOW - 2),
+    ],
+    ids=["in_progress", "error"],
+)
+def test_webhook_during_a_fetch_keeps_its_confirming_fetch(observed) -> None:  # type: ignore[no-untyped-def]
+    claimed = instance(next_poll_at=NOW - 3)  # due when the poller claimed it
+    during = decide(claimed, WebhookReceived(ID), NOW - 1, POLICY).instance
+    after = decide(during, observed, NOW, POLICY).instance
+    assert after.next_poll_at == NOW - 1 + POLICY.confirm_delay
+
+
+def test_a_webhook_before_the_fetch_does_not_shorten_the_schedule() -> None:
+    claimed = instance(next_poll_at=NOW - 3, webhook_received_at=NOW - 4)
+    observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 2)
+    assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 10

@@ -1,0 +1,56 @@
+"""The operator commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from receiver.simulator import Simulator
+from tests.test_live import base_env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_operator_commands_register_show_list_and_poll(tmp_path: Path, sim: Simulator) -> None:
+    env = base_env(
+        tmp_path,
+        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
+        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+    )
+    assert cli(env, "migrate").stdout.strip() == "schema is up to date"
+    assert cli(env, "migrate").returncode == 0  # idempotent
+    registered = cli(env, "register", "op-1", "--reference", "order-1")
+    assert json.loads(registered.stdout)["reference"] == "order-1"
+    sim.set_status("op-1", "Completed", "Of Age")
+    polled = json.loads(cli(env, "poll", "op-1").stdout)
+    assert (polled["status"], polled["source"], polled["outcome"]) == ("completed", "api", "Of Age")
+    assert json.loads(cli(env, "show", "op-1").stdout)["status"] == "completed"
+    listed = cli(env, "list", "--status", "completed").stdout.splitlines()
+    assert [json.loads(line)["instanceId"] for line in listed] == ["op-1"]
+    assert cli(env, "list", "--status", "failed").stdout == ""
+
+
+def test_commands_fail_clearly(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cli(env, "migrate")
+    unknown = cli(env, "show", "nope")
+    assert unknown.returncode == 1
+    assert "no such instance: nope" in unknown.stderr
+    assert "RECEIVER_GBG_CLIENT_ID" in cli(env, "poller").stderr
+    assert cli(env, "register", "bad/id").returncode == 2
+    bad = cli(base_env(tmp_path, RECEIVER_CONFIRM_DELAY="-1"), "list")
+    assert bad.returncode == 1
+    assert "RECEIVER_CONFIRM_DELAY: must be >= 0" in bad.stderr
