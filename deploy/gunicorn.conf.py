@@ -1,22 +1,47 @@
 """gunicorn settings for gbg-receiver, all derived from RECEIVER_* variables."""
 
+import os
+import shutil
+import sys
+import tempfile
+
+from receiver import metrics
 from receiver.config import Settings
+from receiver.log import configure_logging
 
 _settings = Settings.from_env()
+configure_logging(_settings, stream=sys.stdout)  # the master's own lines, as JSON too
 
 bind = _settings.bind
-workers = _settings.web_workers
+workers = _settings.web_workers or (os.cpu_count() or 1) * 2 + 1
 # Threads keep a slow client from pinning a whole worker; the work per request is short.
 worker_class = "gthread"
 threads = 4
 timeout = 30
-graceful_timeout = 30  # SIGTERM: in-flight requests finish and commit first
+graceful_timeout = 30  # SIGTERM: requests in flight finish and commit first
 keepalive = 5
-# The app's ProxyFix alone decides what forwarded headers to believe, for exactly
+# The app's ProxyFix alone decides which forwarded headers to believe, for exactly
 # RECEIVER_TRUSTED_PROXIES hops; gunicorn itself believes none of them.
 forwarded_allow_ips = ""
-proxy_allow_ips = ""
-accesslog = None
-errorlog = "-"
+logger_class = "receiver.log.GunicornLogger"
+accesslog = "-"  # one JSON "http.access" event per request, on stdout with the app's logs
 # gunicorn's control socket lives at one path per user; two services would fight over it.
 control_socket_disable = True
+
+# Every worker (and a poller on this host) counts into one directory that /metrics sums.
+_own_metrics_dir = _settings.metrics_dir is None
+_metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="gbg-receiver-metrics-")
+raw_env = [f"RECEIVER_METRICS_DIR={_metrics_dir}"]
+
+
+def on_starting(server):
+    metrics.prepare(_metrics_dir)
+
+
+def child_exit(server, worker):
+    metrics.worker_exited(_metrics_dir, worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

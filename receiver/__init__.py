@@ -18,7 +18,15 @@ from receiver.services import Services, build_services
 
 log = logging.getLogger("receiver.http")
 
-STORE_RETRY_AFTER = "5"  # seconds; long enough for a failover, short enough for GBG
+STORE_RETRY_AFTER = "5"
+WEBHOOK_OUTCOMES = {
+    "202": "accepted",
+    "400": "malformed",
+    "401": "unauthorized",
+    "413": "too_large",
+    "422": "unprocessable",
+    "503": "store_unavailable",
+}  # seconds; long enough for a failover, short enough for GBG
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
@@ -53,6 +61,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        status = str(response.status_code)
+        services.metrics.request_seconds.labels(request.method, endpoint, status).observe(seconds)
+        if request.endpoint == "webhook.receive":
+            services.metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(status, status)).inc()
         return response
 
     @app.teardown_request

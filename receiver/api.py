@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from receiver import poller
 from receiver.errors import Problem
@@ -116,6 +116,13 @@ def events() -> dict[str, Any]:
 @health.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@health.get("/metrics")
+def metrics() -> Response:
+    services = _services()
+    text, content_type = services.metrics.render(services.store, services.clock())
+    return Response(text, content_type=content_type)
 
 
 @health.get("/readyz")

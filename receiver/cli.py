@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import FrameType
@@ -134,7 +136,13 @@ def serve(with_simulator: bool, simulator_port: int) -> None:
         )
     children["web"] = [*me, "web"]
     children["poller"] = [*me, "poller"]
-    raise SystemExit(_supervise(children, child_environ(env)))
+    with contextlib.ExitStack() as stack:
+        if settings.metrics_dir is None:  # web and poller count into one place
+            env["RECEIVER_METRICS_DIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="gbg-receiver-metrics-")
+            )
+        code = _supervise(children, child_environ(env))
+    raise SystemExit(code)
 
 
 def _webhook_credentials(settings: Settings) -> list[str]:

@@ -26,7 +26,7 @@ class Settings:
 
     database_url: str = "sqlite:///var/receiver.db"
     bind: str = "127.0.0.1:8000"
-    web_workers: int = 2
+    web_workers: int | None = None  # None: gunicorn's rule of thumb, 2 x cores + 1
     gbg_base_url: str = "https://eu.platform.go.gbgplc.com"
     gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"  # noqa: S105 - a URL
     gbg_api_version: str = "v2"
@@ -55,6 +55,7 @@ class Settings:
     store_pii: bool = False
     log_format: str = "json"
     retention_days: float = 30.0
+    metrics_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -140,7 +141,11 @@ class Settings:
             "must be >= RECEIVER_POLL_INTERVAL",
         )
         for var in ("poll_max_errors", "poll_concurrency", "web_workers", "max_body_bytes"):
-            need(getattr(self, var) >= 1, var.upper(), "must be >= 1")
+            need(
+                getattr(self, var) in (None,) or getattr(self, var) >= 1,
+                var.upper(),
+                "must be >= 1",
+            )
         need(self.trusted_proxies >= 0, "TRUSTED_PROXIES", "must be >= 0")
         need(self.log_format in ("json", "text"), "LOG_FORMAT", "must be json or text")
         return out
@@ -190,6 +195,7 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {
     "str": str,
     "str | None": str,
     "int": _integer,
+    "int | None": _integer,
     "float": _number,
     "bool": _boolean,
     "tuple[str, ...]": _tokens,

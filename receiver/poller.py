@@ -124,6 +124,9 @@ def fetch(services: Services, instance_id: str, owner: str, *, by: str = "poll")
             store.pause_fetches(services.clock() + exc.retry_after)  # GBG said: all of us
     except GbgError as exc:
         observation = FetchFailed(instance_id, exc.kind, started_at=started_at)
+    seconds = time.perf_counter() - started
+    services.metrics.fetches.labels(getattr(observation, "error", "ok")).inc()
+    services.metrics.fetch_seconds.observe(seconds)
     decision = store.apply(observation, services.clock(), lease_owner=owner)
     log.info(
         "poll.fetched",
@@ -132,7 +135,7 @@ def fetch(services: Services, instance_id: str, owner: str, *, by: str = "poll")
             "outcome": getattr(observation, "error", "ok"),
             "status": decision.instance.status,
             "poll_errors": decision.instance.poll_errors,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "duration_ms": round(seconds * 1000, 1),
         },
     )
     return decision

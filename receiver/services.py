@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
+from receiver import metrics
 from receiver.config import Settings
 from receiver.gbg import GbgClient
+from receiver.metrics import Metrics
 from receiver.schedule import Policy
 from receiver.store import Store
 
@@ -21,6 +23,7 @@ class Services:
     gbg: GbgClient | None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    metrics: Metrics = field(default_factory=lambda: metrics.start(None))
 
 
 def build_services(
@@ -45,4 +48,6 @@ def build_services(
             store_pii=settings.store_pii,
             session=requests.Session(),
         )
-    return Services(settings, store, gbg, clock or time.time)
+    return Services(
+        settings, store, gbg, clock or time.time, metrics=metrics.start(settings.metrics_dir)
+    )

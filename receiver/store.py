@@ -287,6 +287,38 @@ class Store:
             ).all()
         return [dict(r._mapping) for r in rows]
 
+    def metrics_snapshot(self, now: float) -> dict[str, Any]:
+        """What the scrape-time gauges show, read in one go."""
+        with self._read() as conn:
+            by_status = dict(
+                conn.execute(
+                    sa.select(instances.c.status, sa.func.count()).group_by(instances.c.status)
+                ).all()
+            )
+            resolved_by = dict(
+                conn.execute(
+                    sa.select(events.c.source, sa.func.count())
+                    .where(events.c.status.in_(("completed", "failed")))
+                    .group_by(events.c.source)
+                ).all()
+            )
+            oldest = conn.execute(
+                sa.select(sa.func.min(instances.c.registered_at)).where(
+                    instances.c.status == "in_progress"
+                )
+            ).scalar()
+            overdue = conn.execute(
+                sa.select(sa.func.min(instances.c.next_poll_at)).where(
+                    instances.c.next_poll_at <= now
+                )
+            ).scalar()
+        return {
+            "by_status": by_status,
+            "resolved_by": resolved_by,
+            "oldest_unfinished_age": max(0.0, now - oldest) if oldest is not None else 0.0,
+            "poll_lag": max(0.0, now - overdue) if overdue is not None else 0.0,
+        }
+
     # -- the poller's claims -------------------------------------------------------------
 
     def claim_due(self, owner: str, now: float, limit: int, lease: float) -> list[Instance]:

@@ -1,0 +1,137 @@
+"""Prometheus metrics that stay correct across gunicorn workers and poller processes.
+
+Counters and histograms are kept by every process in prometheus-client's multiprocess
+files (RECEIVER_METRICS_DIR, shared by the web workers and the poller on one host) and
+summed at scrape time. Gauges about the instances are read from the store when
+scraped, so they are right whatever the number and placement of processes.
+
+prometheus-client picks its storage when first imported, so ``start()`` sets
+PROMETHEUS_MULTIPROC_DIR and only then imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from receiver.store import Store
+
+_FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The process's counters and histograms."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.directory = directory
+        from prometheus_client import Counter, Histogram
+
+        self.webhooks = Counter(
+            "gbg_receiver_webhooks", "Webhook deliveries by outcome", ["outcome"]
+        )
+        self.fetches = Counter(
+            "gbg_receiver_gbg_fetches", "GBG state fetches by outcome", ["outcome"]
+        )
+        self.fetch_seconds = Histogram(
+            "gbg_receiver_gbg_fetch_seconds", "GBG state fetch latency", buckets=_FETCH_BUCKETS
+        )
+        self.request_seconds = Histogram(
+            "gbg_receiver_http_request_seconds",
+            "HTTP request latency by endpoint and status",
+            ["method", "endpoint", "status"],
+            buckets=_HTTP_BUCKETS,
+        )
+
+    def render(self, store: Store, now: float) -> tuple[bytes, str]:
+        """The exposition text: every process's counters plus the store's gauges."""
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+        from prometheus_client.core import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry: Any = REGISTRY
+        if self.directory:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.directory)
+        text = generate_latest(registry) + generate_latest(_store_registry(store, now))
+        return text, CONTENT_TYPE_LATEST
+
+
+_metrics: Metrics | None = None
+
+
+def start(directory: str | None) -> Metrics:
+    """The process's metrics, created once; multiprocess files when a directory is given."""
+    global _metrics
+    if _metrics is None:
+        if directory:
+            prepare(directory)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        _metrics = Metrics(directory)
+    return _metrics
+
+
+def prepare(directory: str) -> None:
+    """Create the directory; drop files left by processes that no longer exist."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for file in path.glob("*.db"):
+        pid = file.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            file.unlink(missing_ok=True)
+
+
+def worker_exited(directory: str, pid: int) -> None:
+    """gunicorn's child_exit hook: the worker's live gauges go, its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _store_registry(store: Store, now: float) -> Any:
+    from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+
+    class StoreCollector:
+        def collect(self) -> Any:
+            facts = store.metrics_snapshot(now)
+            by_status = GaugeMetricFamily(
+                "gbg_receiver_instances", "Instances by status", labels=["status"]
+            )
+            for status, count in sorted(facts["by_status"].items()):
+                by_status.add_metric([status], count)
+            yield by_status
+            resolved = GaugeMetricFamily(
+                "gbg_receiver_resolved_instances",
+                "Instances that reached completed/failed, by how it was found "
+                "(a rising share of 'poll' means webhooks are being lost)",
+                labels=["source"],
+            )
+            for source, count in sorted(facts["resolved_by"].items()):
+                resolved.add_metric([source], count)
+            yield resolved
+            yield GaugeMetricFamily(
+                "gbg_receiver_oldest_unfinished_age_seconds",
+                "Age of the oldest instance still in progress",
+                value=facts["oldest_unfinished_age"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_poll_lag_seconds",
+                "How long the most overdue instance has been waiting for its fetch",
+                value=facts["poll_lag"],
+            )
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector())  # type: ignore[arg-type]
+    return registry
