@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -66,7 +67,7 @@ def show(instance_id: str) -> dict[str, Any]:
 
 @bp.get("/instances")
 def list_instances() -> dict[str, Any]:
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
     cursor = request.args.get("cursor") or None
@@ -118,6 +119,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@health.get("/openapi.json")
+def openapi() -> Response:
+    document = (Path(__file__).parent / "openapi.json").read_bytes()
+    return Response(document, content_type="application/json")
+
+
 @health.get("/metrics")
 def metrics() -> Response:
     services = _services()
@@ -146,7 +153,7 @@ def _known(instance_id: str) -> Instance:
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -4,10 +4,12 @@ the simulator on an ephemeral port, services wired to both, the app and its clie
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +22,9 @@ from receiver.schedule import Policy
 from receiver.services import Services, build_services
 from receiver.simulator import Simulator
 from receiver.store import Store, make_engine, metadata, rate_limits
+
+if TYPE_CHECKING:
+    from tests.processes import Proc
 
 PG_URL = os.environ.get("RECEIVER_TEST_DATABASE_URL")
 WEBHOOK_USER, WEBHOOK_PASS, API_TOKEN = "gbg-hook", "hook-pass-5e1f", "api-token-9c2d"
@@ -147,3 +152,14 @@ def with_settings(services: Services, **changes: object) -> Services:
         Policy.from_settings(settings), jitter=services.store.policy.jitter
     )
     return services
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Processes a test starts; any still running at the end are killed with their group."""
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        if proc.popen.poll() is None:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from receiver.simulator import Simulator
-from tests.test_live import base_env
+from tests.processes import base_env
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,103 +21,9 @@ from receiver.schedule import Policy
 from receiver.simulator import Simulator
 from receiver.store import Store
 from tests.conftest import API_TOKEN, PG_URL, SHARED, WEBHOOK_PASS, WEBHOOK_USER, empty_tables
+from tests.processes import Proc, base_env, call, free_port, run, wait_ready
 
 pytestmark = pytest.mark.live
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-    env.update(
-        RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / 'receiver.db'}",
-        RECEIVER_WEBHOOK_USERNAME=WEBHOOK_USER,
-        RECEIVER_WEBHOOK_PASSWORD=WEBHOOK_PASS,
-        RECEIVER_API_TOKENS=API_TOKEN,
-        RECEIVER_WEB_WORKERS="2",
-    )
-    env.update(extra)
-    return env
-
-
-class Proc:
-    """A child process whose output goes to a log file under tmp_path."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "receiver", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            raise
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        if proc.popen.poll() is None:
-            os.killpg(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait()
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def wait_ready(base: str, proc: Proc, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.popen.poll() is None, proc.log.read_text()
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("not ready: " + proc.log.read_text())
-
-
-def call(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 API = {"Authorization": f"Bearer {API_TOKEN}"}
