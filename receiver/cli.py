@@ -206,6 +206,22 @@ def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
 
 
 @main.command()
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Override RECEIVER_RETENTION_DAYS for this run.",
+)
+def purge(days: float | None) -> None:
+    """Delete raw deliveries and state documents older than the retention period."""
+    from receiver import retention
+
+    services = _services()
+    deleted, dropped = _store_call(lambda: retention.purge(services, days))
+    click.echo(f"deleted {deleted} deliveries, dropped {dropped} state documents")
+
+
+@main.command()
 @click.argument("instance_id")
 @click.option("--reference", default=None, help="Your own reference for the journey.")
 def register(instance_id: str, reference: str | None) -> None:

@@ -24,6 +24,7 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from receiver import retention
 from receiver.errors import GbgError, GbgUnavailable, StoreUnavailable
 from receiver.reconcile import (
     FINAL,
@@ -176,6 +177,13 @@ def run(services: Services, *, tick: float = TICK) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)  # the batch in flight completes first
 
+    def purge() -> None:
+        try:
+            retention.purge(services)
+        except StoreUnavailable as exc:
+            log.error("purge.store_unavailable", extra={"error": str(exc)})
+
+    scheduler.add_job(purge, "interval", hours=1, max_instances=1, coalesce=True)
     scheduler.add_job(
         drain,
         "interval",

@@ -45,9 +45,9 @@ instances = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("gbg_status", sa.String(64)),
     sa.Column("outcome", sa.String(256)),
-    sa.Column("result", sa.JSON),
-    sa.Column("journey", sa.JSON),
-    sa.Column("state", sa.JSON),
+    sa.Column("result", sa.JSON(none_as_null=True)),
+    sa.Column("journey", sa.JSON(none_as_null=True)),
+    sa.Column("state", sa.JSON(none_as_null=True)),
     sa.Column("webhook_claim", sa.String(64)),
     sa.Column("registered_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
@@ -318,6 +318,21 @@ class Store:
             "oldest_unfinished_age": max(0.0, now - oldest) if oldest is not None else 0.0,
             "poll_lag": max(0.0, now - overdue) if overdue is not None else 0.0,
         }
+
+    def purge(self, before: float) -> tuple[int, int]:
+        """Delete raw deliveries and drop state documents older than ``before``.
+
+        Instance rows and events stay: they are the record. Answers (deliveries deleted,
+        state documents dropped).
+        """
+        with self._write() as conn:
+            deleted = conn.execute(deliveries.delete().where(deliveries.c.received_at < before))
+            dropped = conn.execute(
+                instances.update()
+                .where(instances.c.state.is_not(None), instances.c.updated_at < before)
+                .values(state=None)
+            )
+        return deleted.rowcount, dropped.rowcount
 
     # -- the poller's claims -------------------------------------------------------------
 

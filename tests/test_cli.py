@@ -54,3 +54,17 @@ def test_commands_fail_clearly(tmp_path: Path) -> None:
     bad = cli(base_env(tmp_path, RECEIVER_CONFIRM_DELAY="-1"), "list")
     assert bad.returncode == 1
     assert "RECEIVER_CONFIRM_DELAY: must be >= 0" in bad.stderr
+
+
+def test_purge_deletes_raw_deliveries_past_retention(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cli(env, "migrate")
+    from receiver.schedule import Policy
+    from receiver.store import Delivery, Store
+
+    store = Store.from_url(env["RECEIVER_DATABASE_URL"], Policy())
+    store.record_webhook(Delivery("p-1", 1000.0, b"{}", {}, None, None), 1000.0)
+    store.engine.dispose()
+    assert cli(env, "purge").stdout.strip() == "deleted 1 deliveries, dropped 0 state documents"
+    assert cli(env, "purge", "--days", "0").returncode == 2
+    assert json.loads(cli(env, "show", "p-1").stdout)["instanceId"] == "p-1"

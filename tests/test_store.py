@@ -161,3 +161,19 @@ def test_ttl_selection_finds_only_old_unfinished_instances(store: Store) -> None
     store.apply(Fetched("old-done", GbgState(COMPLETED, "Completed")), NOW)
     store.apply(Registered("young"), NOW + 100)
     assert store.past_ttl(NOW + store.policy.ttl + 1, 10) == ["old"]
+
+
+def test_purge_keeps_instances_and_events_but_not_old_raw_data(store: Store) -> None:
+    store.record_webhook(delivery("old-1", at=NOW - 100), NOW - 100)
+    state = GbgState(COMPLETED, "Completed", document={"status": "Completed"})
+    store.apply(Fetched("old-1", state), NOW - 90)
+    store.record_webhook(delivery("new-1", at=NOW), NOW)
+    store.apply(Fetched("new-1", state), NOW)
+    assert store.purge(NOW - 50) == (1, 1)
+    assert store.deliveries_for("old-1") == []
+    assert len(store.deliveries_for("new-1")) == 1
+    old = store.get("old-1")
+    assert old is not None
+    assert (old.state, old.status) == (None, "completed")
+    assert store.get("new-1").state == {"status": "Completed"}  # type: ignore[union-attr]
+    assert len(store.events_after(0, 10)) == 2
