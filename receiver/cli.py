@@ -205,6 +205,21 @@ def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     return code
 
 
+@main.command("copy-store")
+@click.argument("source_url")
+def copy_store(source_url: str) -> None:
+    """Copy every row from SOURCE_URL into the (migrated, empty) RECEIVER_DATABASE_URL."""
+    from receiver.store import Store
+
+    services = _services()
+    source = Store.from_url(source_url, services.store.policy)
+    try:
+        copied = _store_call(lambda: services.store.copy_from(source))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(", ".join(f"{n} {table}" for table, n in copied.items()) + " copied")
+
+
 @main.command()
 @click.option(
     "--days",

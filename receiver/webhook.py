@@ -62,6 +62,8 @@ def receive() -> tuple[dict[str, Any], int]:
         extra={
             "instance_id": instance_id,
             "new_instance": decision.created,
+            "peer": request.remote_addr,
+            "scheme": request.scheme,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )

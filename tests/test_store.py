@@ -177,3 +177,29 @@ def test_purge_keeps_instances_and_events_but_not_old_raw_data(store: Store) -> 
     assert (old.state, old.status) == (None, "completed")
     assert store.get("new-1").state == {"status": "Completed"}  # type: ignore[union-attr]
     assert len(store.events_after(0, 10)) == 2
+
+
+@pytest.mark.postgres
+def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    from receiver.migrations import upgrade
+    from receiver.schedule import Policy
+    from tests.conftest import empty_tables
+
+    empty_tables(pg_engine)
+    target = Store(pg_engine, Policy())
+    source = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}", Policy())
+    upgrade(source.engine)
+    for n in range(5):
+        source.record_webhook(delivery(f"m-{n}"), NOW + n)
+        source.apply(Fetched(f"m-{n}", GbgState(COMPLETED, "Completed")), NOW + 10)
+    source.reserve_fetch(NOW, 1.0)
+    copied = target.copy_from(source, batch=2)
+    assert copied == {"instances": 5, "deliveries": 5, "events": 5, "rate_limits": 1}
+    assert target.events_after(0, 10) == source.events_after(0, 10)
+    assert target.get("m-3") == source.get("m-3")
+    target.apply(Registered("after-move"), NOW + 20)
+    target.apply(Fetched("after-move", GbgState(COMPLETED, "Completed")), NOW + 21)
+    assert target.events_after(5, 10)[0]["seq"] == 6  # the sequence continues
+    with pytest.raises(ValueError, match="already has instances"):
+        target.copy_from(source)
+    source.engine.dispose()

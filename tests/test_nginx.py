@@ -1,0 +1,214 @@
+"""gunicorn behind a real nginx (deploy/nginx/gbg-receiver.conf) on loopback ports."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_TOKEN
+from tests.processes import Proc, base_env, free_port, run, wait_ready
+from tests.test_live import HOOK
+
+pytestmark = pytest.mark.live
+
+SITE = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "gbg-receiver.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CLIENT = "127.0.0.2"  # the "internet" client: another loopback address than nginx's own
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
+    if not Path(NGINX).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide nginx (.ci/run installs it)")
+        pytest.skip("nginx is not installed")
+    app_port, https_port, http_port = free_port(), free_port(), free_port()
+    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{app_port}", RECEIVER_TRUSTED_PROXIES="1")
+    assert run(["migrate"], env).returncode == 0
+    web = Proc(["web"], env, tmp_path / "web.log")
+    procs.append(web)
+    wait_ready(f"http://127.0.0.1:{app_port}", web)
+
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    site = SITE.read_text()
+    for old, new in {
+        "server 127.0.0.1:8000;": f"server 127.0.0.1:{app_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "/etc/ssl/certs/receiver.example.com.pem": str(tmp_path / "cert.pem"),
+        "/etc/ssl/private/receiver.example.com.key": str(tmp_path / "key.pem"),
+    }.items():
+        assert old in site, f"deploy/nginx/gbg-receiver.conf no longer has {old!r}"
+        site = site.replace(old, new)
+    (tmp_path / "site.conf").write_text(site)
+    temp = "\n".join(
+        f"  {kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+pid {tmp_path / "nginx.pid"};
+error_log {tmp_path / "nginx-error.log"};
+events {{ worker_connections 256; }}
+http {{
+  access_log {tmp_path / "nginx-access.log"};
+{temp}
+  include {tmp_path / "site.conf"};
+}}
+""")
+    check = subprocess.run(
+        [NGINX, "-t", "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    server = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
+    deadline = time.monotonic() + 10
+    while True:  # listening on both ports?
+        try:
+            for port in (https_port, http_port):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (tmp_path / "nginx-error.log").read_text()
+            time.sleep(0.05)
+    try:
+        yield {
+            "https": https_port,
+            "http": http_port,
+            "app": app_port,
+            "web": web,
+            "db": env["RECEIVER_DATABASE_URL"],
+        }
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def through_nginx(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", port, context=context, source_address=(CLIENT, 0), timeout=10
+    )
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read()
+    finally:
+        conn.close()
+
+
+def accepted_event(web: Proc, instance_id: str) -> dict[str, object]:
+    for line in web.log.read_text().splitlines():
+        if line.startswith("{") and '"webhook.accepted"' in line:
+            event = json.loads(line)
+            if event["instance_id"] == instance_id:
+                return event
+    raise AssertionError(f"no webhook.accepted for {instance_id}")
+
+
+def test_app_sees_the_client_and_scheme_and_no_forged_hop(nginx) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"instanceId": "via-nginx-1"}).encode()
+    status, _, _ = through_nginx(
+        nginx["https"],
+        "POST",
+        "/webhooks/gbg",
+        body,
+        {
+            **HOOK,
+            "Content-Type": "application/json",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Proto": "http",
+        },
+    )
+    assert status == 202
+    event = accepted_event(nginx["web"], "via-nginx-1")
+    assert (event["peer"], event["scheme"]) == (CLIENT, "https")
+
+
+def test_oversized_body_is_413_problem_at_the_proxy(nginx) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"instanceId": "big-1", "pad": "x" * (2 << 20)}).encode()
+    status, headers, text = through_nginx(
+        nginx["https"], "POST", "/webhooks/gbg", body, {**HOOK, "Content-Type": "application/json"}
+    )
+    assert status == 413
+    assert headers["Content-Type"] == "application/problem+json"
+    assert json.loads(text)["status"] == 413
+
+
+def test_webhook_and_api_work_through_the_proxy(nginx) -> None:  # type: ignore[no-untyped-def]
+    api = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
+    created = through_nginx(
+        nginx["https"],
+        "POST",
+        "/api/v1/instances",
+        json.dumps({"instanceId": "api-1"}).encode(),
+        api,
+    )
+    assert created[0] == 201
+    status, headers, text = through_nginx(
+        nginx["https"],
+        "GET",
+        "/api/v1/instances/api-1",
+        headers={**api, "X-Request-ID": "trace-77"},
+    )
+    assert status == 200
+    assert json.loads(text)["instanceId"] == "api-1"
+    assert headers["X-Request-ID"] == "trace-77"
+    assert through_nginx(nginx["https"], "GET", "/healthz")[0] == 200
+
+
+def test_metrics_and_readiness_are_not_public(nginx) -> None:  # type: ignore[no-untyped-def]
+    assert through_nginx(nginx["https"], "GET", "/metrics")[0] == 403
+    assert through_nginx(nginx["https"], "GET", "/readyz")[0] == 403
+    direct = http.client.HTTPConnection("127.0.0.1", nginx["app"], timeout=10)
+    direct.request("GET", "/metrics")
+    assert direct.getresponse().status == 200
+    direct.close()
+
+
+def test_plain_http_redirects_to_https(nginx) -> None:  # type: ignore[no-untyped-def]
+    conn = http.client.HTTPConnection("127.0.0.1", nginx["http"], timeout=10)
+    conn.request("POST", "/webhooks/gbg", body=b"{}")
+    answer = conn.getresponse()
+    conn.close()
+    assert answer.status == 308
+    assert answer.getheader("Location", "").startswith("https://")
