@@ -1,0 +1,128 @@
+"""Metrics under several gunicorn workers, and logs that never carry secrets or identity."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_TOKEN, WEBHOOK_PASS
+from tests.processes import Proc, base_env, call, free_port, run, wait_ready
+from tests.test_live import API, HOOK
+
+pytestmark = pytest.mark.live
+
+
+def scrape(base: str) -> dict[str, float]:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        name: float(value) for name, value in re.findall(r"^(gbg_receiver_\S+) (\S+)$", text, re.M)
+    }
+
+
+def test_metrics_add_up_across_two_workers(tmp_path: Path, procs: list[Proc]) -> None:
+    port = free_port()
+    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}", RECEIVER_WEB_WORKERS="2")
+    assert run(["migrate"], env).returncode == 0
+    web = Proc(["web"], env, tmp_path / "web.log")
+    procs.append(web)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, web)
+    for n in range(40):  # a new connection each: gunicorn spreads them over the workers
+        assert call("POST", f"{base}/webhooks/gbg", {"instanceId": f"m-{n}"}, HOOK)[0] == 202
+    for _ in range(3):
+        call("POST", f"{base}/webhooks/gbg", {"status": "x"}, HOOK)  # 422
+    pids = {
+        json.loads(line)["pid"]
+        for line in web.log.read_text().splitlines()
+        if '"webhook.accepted"' in line
+    }
+    assert len(pids) == 2, "both workers should have taken webhooks"
+    for _ in range(3):  # whichever worker answers the scrape, the totals are the same
+        seen = scrape(base)
+        assert seen['gbg_receiver_webhooks_total{outcome="accepted"}'] == 40
+        assert seen['gbg_receiver_webhooks_total{outcome="unprocessable"}'] == 3
+        key = (
+            'gbg_receiver_http_request_seconds_count{endpoint="/webhooks/gbg",'
+            'method="POST",status="202"}'
+        )
+        assert seen[key] == 40
+        assert seen['gbg_receiver_instances{status="in_progress"}'] == 40
+    assert web.stop() == 0
+
+
+def test_no_secret_or_identity_data_in_any_log_line(tmp_path: Path, procs: list[Proc]) -> None:
+    port, sim_port = free_port(), free_port()
+    env = base_env(
+        tmp_path,
+        RECEIVER_BIND=f"127.0.0.1:{port}",
+        RECEIVER_WEBHOOK_TIMEOUT="1",
+        RECEIVER_CONFIRM_DELAY="0.2",
+        RECEIVER_STORE_PII="true",
+        RECEIVER_LOG_FORMAT="json",
+    )
+    assert run(["migrate"], env).returncode == 0
+    serve = Proc(
+        ["serve", "--simulator", "--simulator-port", str(sim_port)], env, tmp_path / "serve.log"
+    )
+    procs.append(serve)
+    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
+    wait_ready(base, serve)
+    # The simulator's client secret is made up by serve; read it where serve put it.
+    wanted = f"\0simulator\0--port\0{sim_port}\0".encode()
+    sim_pid = next(p for p in Path("/proc").iterdir() if wanted in _cmdline(p))
+    args = _cmdline(sim_pid).split(b"\0")
+    client_secret = args[args.index(b"--client-secret") + 1].decode()
+
+    ids = []
+    for spec in (
+        {"endsIn": 0.3},
+        {"endsIn": 0, "webhook": "duplicate"},
+        {"endsIn": 0.2, "webhook": "drop", "status": "Failed"},
+    ):
+        ids.append(call("POST", f"{sim}/_sim/journeys", spec)[1]["instanceId"])
+    call("POST", f"{base}/api/v1/instances", {"instanceId": ids[2], "reference": "r-1"}, API)
+    call("POST", f"{sim}/_sim/faults", {"kind": "429", "retryAfter": 1})
+    call("POST", f"{sim}/_sim/tokens/expire")
+    call(
+        "POST",
+        f"{base}/webhooks/gbg",
+        {"instanceId": "x-1"},
+        {"Authorization": "Basic " + "Z2JnLWhvb2s6d3Jvbmc="},
+    )  # wrong password
+    call("GET", f"{base}/api/v1/instances", headers={"Authorization": "Bearer " + API_TOKEN[:-1]})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [call("GET", f"{base}/api/v1/instances/{i}", headers=API)[1] for i in ids]
+        if all(s and s["status"] != "in_progress" for s in states):
+            break
+        time.sleep(0.3)
+    call("POST", f"{base}/api/v1/instances/{ids[0]}/poll", headers=API)
+    assert serve.stop() == 0
+    log = serve.log.read_text()
+    lines = log.splitlines()
+    assert len(lines) > 30
+    assert [s["status"] for s in states] == ["completed", "completed", "failed"]
+    forbidden = {
+        "webhook password": WEBHOOK_PASS,
+        "API token": API_TOKEN,
+        "GBG client secret": client_secret,
+        "bearer header": "Bearer ",
+        "first name": "Simona",
+        "last name": "Testperson-7f3a",
+        "birth date": "1990-02-03",
+    }
+    hits = {what: sum(value in line for line in lines) for what, value in forbidden.items()}
+    assert hits == dict.fromkeys(forbidden, 0)
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
