@@ -35,6 +35,7 @@ ID_PATHS = (
     ("context", "process", "instance", "instanceId"),
 )
 CLAIM_PATHS = (("status",), ("data", "status"), ("context", "status"), ("journeyStatus",))
+DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 
 
@@ -116,10 +117,26 @@ def read_body() -> bytes:
     sets that one byte above the limit and a body that reaches it is refused here.
     """
     limit = current_app.config["MAX_CONTENT_LENGTH"] - 1
-    body = request.get_data(cache=False)
-    if len(body) > limit:
+    declared = request.content_length or 0
+    body = b"" if declared > limit else request.get_data(cache=False)
+    if max(declared, len(body)) > limit:
+        _discard_rest(request.environ["wsgi.input"])
         raise Problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
     return body
+
+
+def _discard_rest(stream: Any) -> None:
+    """Read what the sender is still sending (up to a bound), so it sees our 413.
+
+    Closing on a client that is still writing makes it fail with a broken pipe before
+    it reads the answer; past DRAIN_LIMIT the connection is closed all the same.
+    """
+    left = DRAIN_LIMIT
+    while left > 0:
+        chunk = stream.read(min(65536, left))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def parse_object(body: bytes) -> dict[str, Any]:

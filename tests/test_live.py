@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +83,26 @@ def test_gunicorn_web_passes_the_contract_smoke_check(tmp_path: Path, procs: lis
     conn.close()
     assert status == 413
     assert call("GET", f"{base}/api/v1/instances/chunky-1", headers=API)[0] == 404
+
+    # A sender still writing a too-large body reads the 413; it is not cut off mid-send.
+    big = json.dumps({"instanceId": "big-1", "pad": "x" * (4 << 20)}).encode()
+    for _ in range(10):
+        assert call_raw(f"{base}/webhooks/gbg", big, HOOK) == 413
     assert web.stop() == 0
     log = (tmp_path / "web.log").read_text()
     assert WEBHOOK_PASS not in log
     assert API_TOKEN not in log
+
+
+def call_raw(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        exc.close()
+        return exc.code
 
 
 def test_web_refuses_to_start_with_bad_configuration(tmp_path: Path) -> None:
