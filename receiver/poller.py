@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -39,7 +39,7 @@ from receiver.services import Services
 
 log = logging.getLogger("receiver.poller")
 
-TICK = 0.5  # seconds between looks for due work; a due instance waits at most this long
+TICK = 0.1  # seconds between looks for due work; a due instance waits at most this long
 EXPIRE_BATCH = 500
 
 
@@ -66,19 +66,17 @@ def poll_once(
     """Expire what outlived its TTL, then claim and fetch one batch of due instances."""
     now = services.clock() if now is None else now
     owner = owner or owner_id()
-    store, settings = services.store, services.settings
-    report = PollReport()
-    for instance_id in store.past_ttl(now, EXPIRE_BATCH):
-        if store.apply(TtlPassed(instance_id), now).event is not None:
-            report.expired += 1
-    claimed = store.claim_due(owner, now, settings.poll_concurrency, settings.poll_lease)
+    settings = services.settings
+    report = PollReport(expired=expire_overdue(services, now))
+    claimed = services.store.claim_due(owner, now, settings.poll_concurrency, settings.poll_lease)
     report.claimed = len(claimed)
     if not claimed:
         return report
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(settings.poll_concurrency)
     try:
-        for decision in pool.map(lambda i: _poll_claimed(services, i, owner), claimed):
+        for future in _submit(services, claimed, owner, pool):
+            decision = future.result()
             if decision is None or decision.instance.poll_errors:
                 report.errors += 1
             elif decision.instance.status in FINAL:
@@ -87,6 +85,28 @@ def poll_once(
         if own_pool:
             pool.shutdown(wait=True)
     return report
+
+
+def expire_overdue(services: Services, now: float) -> int:
+    """Mark instances past RECEIVER_INSTANCE_TTL expired; answer how many changed."""
+    changed = 0
+    for instance_id in services.store.past_ttl(now, EXPIRE_BATCH):
+        if services.store.apply(TtlPassed(instance_id), now).event is not None:
+            changed += 1
+    return changed
+
+
+def _submit(
+    services: Services, claimed: list[Instance], owner: str, pool: ThreadPoolExecutor
+) -> list[Future[Decision | None]]:
+    """Start one fetch per claimed instance, each at its own slot of the shared rate."""
+    slots = services.store.reserve_fetches(
+        services.clock(), services.settings.gbg_rate_limit, len(claimed)
+    )
+    return [
+        pool.submit(_poll_claimed, services, instance, owner, slot)
+        for instance, slot in zip(claimed, slots, strict=True)
+    ]
 
 
 def poll_now(services: Services, instance_id: str) -> Instance | None:
@@ -103,14 +123,24 @@ def poll_now(services: Services, instance_id: str) -> Instance | None:
         services.store.release(owner)
 
 
-def fetch(services: Services, instance_id: str, owner: str, *, by: str = "poll") -> Decision:
-    """One state fetch under the shared rate limit, folded into the store."""
+def fetch(
+    services: Services,
+    instance_id: str,
+    owner: str,
+    *,
+    by: str = "poll",
+    slot: float | None = None,
+) -> Decision:
+    """One state fetch under the shared rate limit, folded into the store.
+
+    ``slot`` is the start time reserved for it; without one, a slot is reserved now.
+    """
     if services.gbg is None:
         raise GbgError("GBG is not configured")
     store = services.store
-    wait = (
-        store.reserve_fetch(services.clock(), services.settings.gbg_rate_limit) - services.clock()
-    )
+    if slot is None:
+        [slot] = store.reserve_fetches(services.clock(), services.settings.gbg_rate_limit, 1)
+    wait = slot - services.clock()
     if wait > 0:
         services.sleep(wait)
     started = time.perf_counter()
@@ -142,9 +172,11 @@ def fetch(services: Services, instance_id: str, owner: str, *, by: str = "poll")
     return decision
 
 
-def _poll_claimed(services: Services, instance: Instance, owner: str) -> Decision | None:
+def _poll_claimed(
+    services: Services, instance: Instance, owner: str, slot: float
+) -> Decision | None:
     try:
-        return fetch(services, instance.instance_id, owner)
+        return fetch(services, instance.instance_id, owner, slot=slot)
     except Exception:  # one instance's surprise must not stop the batch; its lease goes back
         log.exception("poll.failed", extra={"instance_id": instance.instance_id})
         with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
@@ -153,35 +185,65 @@ def _poll_claimed(services: Services, instance: Instance, owner: str) -> Decisio
 
 
 def run(services: Services, *, tick: float = TICK) -> None:
-    """Poll until SIGTERM/SIGINT; then finish in-flight fetches and give leases back."""
+    """Poll until SIGTERM/SIGINT; then finish in-flight fetches and give leases back.
+
+    One APScheduler job looks for due work every ``tick``; while there is work it keeps
+    every fetch slot busy, claiming only as many instances as there are free slots, so
+    no lease is held by an instance still waiting for a thread.
+    """
     owner = owner_id()
-    concurrency = services.settings.poll_concurrency
+    settings = services.settings
+    concurrency = settings.poll_concurrency
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="fetch")
+    free_slots = threading.BoundedSemaphore(concurrency)
     stopping = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # one line a tick is noise
 
-    def drain() -> None:
-        while not stopping.is_set():
-            try:
-                report = poll_once(services, owner=owner, pool=pool)
-            except StoreUnavailable as exc:
-                log.error("poller.store_unavailable", extra={"error": str(exc)})
-                return
-            if report.claimed < concurrency:
-                return  # nothing more due right now
+    def release(_future: Future[Decision | None]) -> None:
+        free_slots.release()
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("poller.stopping", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=True)  # the batch in flight completes first
+    def drain() -> None:
+        try:
+            expire_overdue(services, services.clock())
+            while not stopping.is_set():
+                if not free_slots.acquire(timeout=tick):
+                    continue
+                free = 1
+                while free < concurrency and free_slots.acquire(blocking=False):
+                    free += 1
+                claimed = []
+                try:
+                    claimed = services.store.claim_due(
+                        owner, services.clock(), free, settings.poll_lease
+                    )
+                finally:
+                    for _ in range(free - len(claimed)):
+                        free_slots.release()
+                if not claimed:
+                    return  # nothing due now; the next tick looks again
+                try:
+                    futures = _submit(services, claimed, owner, pool)
+                except BaseException:
+                    for _ in claimed:  # their leases lapse by themselves
+                        free_slots.release()
+                    raise
+                for future in futures:
+                    future.add_done_callback(release)
+        except StoreUnavailable as exc:
+            log.error("poller.store_unavailable", extra={"error": str(exc)})
 
     def purge() -> None:
         try:
             retention.purge(services)
         except StoreUnavailable as exc:
             log.error("purge.store_unavailable", extra={"error": str(exc)})
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("poller.stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
 
     scheduler.add_job(purge, "interval", hours=1, max_instances=1, coalesce=True)
     scheduler.add_job(
@@ -196,6 +258,6 @@ def run(services: Services, *, tick: float = TICK) -> None:
     signal.signal(signal.SIGINT, stop)
     log.info("poller.started", extra={"owner": owner, "concurrency": concurrency})
     scheduler.start()
-    pool.shutdown(wait=True)
+    pool.shutdown(wait=True)  # fetches in flight finish and fold their results in
     released = services.store.release(owner)
     log.info("poller.stopped", extra={"owner": owner, "released": released})

@@ -435,18 +435,22 @@ class Store:
 
     # -- the rate limit all pollers share ------------------------------------------------
 
-    def reserve_fetch(self, now: float, per_second: float) -> float:
-        """Reserve the next free slot for one state fetch; answer when it may start."""
+    def reserve_fetches(self, now: float, per_second: float, count: int) -> list[float]:
+        """Reserve the next ``count`` free slots for state fetches; answer their start times.
+
+        GCRA: one row holds the earliest time the next fetch may start, and every poller
+        moves it forward in one atomic UPDATE, so the rate holds across all of them.
+        """
         step = 1.0 / per_second
         tat = rate_limits.c.tat
         with self._write() as conn:
-            reserved = conn.execute(
+            end = conn.execute(
                 rate_limits.update()
                 .where(rate_limits.c.name == FETCH_BUCKET)
-                .values(tat=sa.case((tat > now, tat), else_=now) + step)
+                .values(tat=sa.case((tat > now, tat), else_=now) + count * step)
                 .returning(rate_limits.c.tat)
             ).scalar_one()
-        return float(reserved) - step
+        return [float(end) - (count - n) * step for n in range(count)]
 
     def pause_fetches(self, until: float) -> None:
         """Hold every poller's fetches until ``until`` (GBG answered 429 Retry-After)."""
