@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from receiver.errors import StoreUnavailable
-from receiver.reconcile import Decision, Event, Instance, Observation, WebhookReceived, decide
+from receiver.reconcile import Decision, Instance, Observation, WebhookReceived, decide
 from receiver.schedule import Policy
 
 metadata = sa.MetaData()
@@ -115,10 +118,108 @@ rate_limits = sa.Table(
     sa.Column("tat", sa.Float, nullable=False),
 )
 
-FETCH_BUCKET = "gbg_state_fetch"
-_EVENT_ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
 _INSTANCE_FIELDS = tuple(f.name for f in fields(Instance))
+
+# Statements built once: the webhook path should not pay for building them per request.
+_LOCK_INSTANCES = (
+    sa.select(instances)
+    .where(instances.c.instance_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(instances.c.instance_id)
+    .with_for_update()
+)
+_UPDATE_INSTANCE = (
+    instances.update()
+    .where(instances.c.instance_id == sa.bindparam("b_instance_id"))
+    .values({c: sa.bindparam("b_" + c) for c in _INSTANCE_FIELDS if c != "instance_id"})
+)
+_MINE = instances.c.lease_owner == sa.bindparam("b_owner")
+_UPDATE_RELEASING = _UPDATE_INSTANCE.values(
+    lease_owner=sa.case((_MINE, None), else_=instances.c.lease_owner),
+    lease_expires_at=sa.case((_MINE, None), else_=instances.c.lease_expires_at),
+)
+
+FETCH_BUCKET = "gbg_state_fetch"
+_RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
+_EVENT_ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
 _DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+class GroupCommitter:
+    """Lets the concurrent callers of one process share a transaction (group commit).
+
+    Each caller waits for its own result; one thread, started on first use in each
+    process, takes whatever is queued, writes it in one transaction and wakes the
+    callers. With nothing else queued a call goes straight through, so an idle
+    receiver adds no latency; under load one commit serves many deliveries.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, write: Callable[[list[Any]], list[Any]]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Waiter] = queue.SimpleQueue()
+        self._pid: int | None = None
+
+    def submit(self, *item: Any) -> Any:
+        waiter = _Waiter(item)
+        self._start()
+        self._queue.put(waiter)
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    def _start(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:  # first use in this process (a fork copies no thread)
+            if self._pid != os.getpid():
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._run, name="group-commit", daemon=True).start()
+                self._pid = os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Waiter]) -> None:
+        try:
+            results = self._write([w.item for w in batch])
+        except StoreUnavailable as exc:
+            for waiter in batch:
+                waiter.finish(error=exc)
+        except BaseException as exc:  # every caller must wake up, whatever went wrong
+            if len(batch) == 1:
+                batch[0].finish(error=exc)
+            else:  # one bad delivery must not fail the others: write them one by one
+                for waiter in batch:
+                    self._commit([waiter])
+        else:
+            for waiter, result in zip(batch, results, strict=True):
+                waiter.finish(result=result)
+
+
+class _Waiter:
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, *, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class _Raced(Exception):
+    """Another transaction inserted an instance this one meant to create."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +241,13 @@ class Store:
         self.engine = engine
         self.policy = policy
         self.is_postgres = engine.dialect.name == "postgresql"
+        dialect = postgresql if self.is_postgres else sqlite
+        self._insert_instances = (
+            dialect.insert(instances)
+            .on_conflict_do_nothing()
+            .returning(instances.c.instance_id)  # executemany reports no rowcount on psycopg
+        )
+        self._committer = GroupCommitter(self.record_webhooks)
 
     @classmethod
     def from_url(cls, url: str, policy: Policy) -> Store:
@@ -173,71 +281,90 @@ class Store:
         self, observation: Observation, now: float, *, lease_owner: str | None = None
     ) -> Decision:
         """Fold one observation into its instance; release our lease on it if we hold one."""
-        with self._write() as conn:
-            return self._apply(conn, observation, now, lease_owner)
+        return self._transaction(lambda conn: self._fold(conn, [(observation, now)], lease_owner))[
+            0
+        ]
 
     def record_webhook(self, delivery: Delivery, now: float) -> Decision:
-        """Store the raw delivery and its effect in one transaction."""
-        with self._write() as conn:
-            conn.execute(deliveries.insert().values(_delivery_row(delivery)))
-            return self._apply(
-                conn, WebhookReceived(delivery.instance_id, delivery.claim), now, None
+        """Store the raw delivery and its effect; answer once both are committed.
+
+        Concurrent calls in one process share a transaction (group commit): the webhook
+        path then pays one commit for many deliveries.
+        """
+        return self._committer.submit(delivery, now)
+
+    def record_webhooks(self, batch: list[tuple[Delivery, float]]) -> list[Decision]:
+        """Store deliveries and their effects in one transaction, in the order given."""
+
+        def write(conn: Connection) -> list[Decision]:
+            conn.execute(deliveries.insert(), [_delivery_row(d) for d, _ in batch])
+            return self._fold(
+                conn, [(WebhookReceived(d.instance_id, d.claim), now) for d, now in batch], None
             )
 
-    def _apply(
-        self, conn: Connection, observation: Observation, now: float, lease_owner: str | None
-    ) -> Decision:
-        while True:
-            row = conn.execute(
-                sa.select(instances)
-                .where(instances.c.instance_id == observation.instance_id)
-                .with_for_update()
-            ).first()
-            current = _to_instance(row) if row else None
-            decision = decide(current, observation, now, self.policy)
-            values = _to_row(decision.instance)
-            if lease_owner is not None:
-                mine = instances.c.lease_owner == lease_owner
-                values["lease_owner"] = sa.case((mine, None), else_=instances.c.lease_owner)
-                values["lease_expires_at"] = sa.case(
-                    (mine, None), else_=instances.c.lease_expires_at
-                )
-            if decision.created:
-                inserted = conn.execute(
-                    self._insert_ignore(instances).values(
-                        **values, lease_owner=None, lease_expires_at=None
-                    )
-                )
-                if inserted.rowcount == 0:
-                    continue  # another writer created it first: decide again on its row
-            elif decision.instance != current or lease_owner is not None:
-                conn.execute(
-                    instances.update()
-                    .where(instances.c.instance_id == observation.instance_id)
-                    .values(values)
-                )
-            if decision.event is not None:
-                self._append_event(conn, decision.event)
-            return decision
+        return self._transaction(write)
 
-    def _insert_ignore(self, table: sa.Table) -> Any:
-        dialect = postgresql if self.is_postgres else sqlite
-        return dialect.insert(table).on_conflict_do_nothing()
+    def _transaction(self, work: Any) -> Any:
+        """Run ``work(conn)`` in a write transaction; again if a concurrent insert won."""
+        for _ in range(_RACE_RETRIES):
+            try:
+                with self._write() as conn:
+                    return work(conn)
+            except _Raced:
+                continue
+        raise StoreUnavailable("lost the race to create an instance too often")
 
-    def _append_event(self, conn: Connection, event: Event) -> None:
-        if self.is_postgres:
-            # Sequence values are handed out before commit; holding this lock to commit
-            # makes seq order commit order, so a reader of ?after= never skips an event.
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK)))
-        conn.execute(
-            events.insert().values(
-                instance_id=event.instance_id,
-                status=event.status,
-                previous_status=event.previous_status,
-                source=event.source,
-                at=event.at,
+    def _fold(
+        self,
+        conn: Connection,
+        observations: list[tuple[Observation, float]],
+        lease_owner: str | None,
+    ) -> list[Decision]:
+        """decide() each observation in turn on the locked rows, then write what changed."""
+        ids = sorted({o.instance_id for o, _ in observations})
+        rows = conn.execute(_LOCK_INSTANCES, {"ids": ids}).all()  # id order: no deadlocks
+        known = {r.instance_id: _to_instance(r) for r in rows}
+        current: dict[str, Instance] = dict(known)
+        decisions = []
+        for observation, now in observations:
+            decision = decide(current.get(observation.instance_id), observation, now, self.policy)
+            current[observation.instance_id] = decision.instance
+            decisions.append(decision)
+        created = [_to_row(current[i]) for i in ids if i not in known]
+        if created:
+            inserted = conn.execute(self._insert_instances, created).all()
+            if len(inserted) != len(created):
+                raise _Raced  # another writer created one first: decide again on its row
+        changed = [
+            {"b_" + k: v for k, v in _to_row(current[i]).items()}
+            for i in ids
+            if i in known and (current[i] != known[i] or lease_owner is not None)
+        ]
+        if changed:
+            if lease_owner is None:
+                conn.execute(_UPDATE_INSTANCE, changed)
+            else:
+                conn.execute(_UPDATE_RELEASING, [c | {"b_owner": lease_owner} for c in changed])
+        new_events = [d.event for d in decisions if d.event is not None]
+        if new_events:
+            if self.is_postgres:
+                # Sequence values are handed out before commit; holding this lock to
+                # commit makes seq order commit order, so ?after= never skips an event.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK)))
+            conn.execute(
+                events.insert(),
+                [
+                    {
+                        "instance_id": e.instance_id,
+                        "status": e.status,
+                        "previous_status": e.previous_status,
+                        "source": e.source,
+                        "at": e.at,
+                    }
+                    for e in new_events
+                ],
             )
-        )
+        return decisions
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -203,3 +203,16 @@ def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type
     with pytest.raises(ValueError, match="already has instances"):
         target.copy_from(source)
     source.engine.dispose()
+
+
+def test_a_batch_folds_duplicates_in_order(store: Store) -> None:
+    batch = [
+        (delivery("b-1", at=NOW), NOW),
+        (delivery("b-2", at=NOW), NOW),
+        (delivery("b-1", at=NOW + 1), NOW + 1),
+    ]
+    first, second, again = store.record_webhooks(batch)
+    assert (first.created, second.created, again.created) == (True, True, False)
+    assert again.instance.webhook_received_at == NOW + 1
+    assert store.get("b-1") == again.instance
+    assert len(store.deliveries_for("b-1")) == 2
