@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint check clean
+.PHONY: install run test lint check clean bench
 
 install: $(STAMP)
 
@@ -33,10 +33,15 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check receiver tests wsgi.py deploy
-	$(BIN)/ruff format --check receiver tests wsgi.py deploy
+	$(BIN)/ruff check receiver tests wsgi.py deploy bench
+	$(BIN)/ruff format --check receiver tests wsgi.py deploy bench
 
 check: lint test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# Benchmarks: 127.0.0.1 only, bounded; prints a table and writes bench/RESULTS.md.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/run.py

@@ -44,8 +44,9 @@ def environment(database_url: str, **extra: str) -> dict[str, str]:
 @contextmanager
 def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -80,19 +81,37 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read() or b"null")
 
 
-def wrk(url: str, *, seconds: float, connections: int, run: str, delay_ms: float = 0) -> dict[str, float]:
+def wrk(
+    url: str, *, seconds: float, connections: int, run: str, delay_ms: float = 0
+) -> dict[str, float]:
     """A closed-loop wrk run of webhook.lua; answers req/s, p50 and p99 in ms."""
     env = dict(os.environ, BENCH_AUTH=AUTH, BENCH_RUN=run, BENCH_DELAY_MS=str(int(delay_ms)))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-         str(ROOT / "bench" / "webhook.lua"), url],
-        env=env, capture_output=True, text=True, check=True, timeout=seconds + 60,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "webhook.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
     ).stdout
     fields = dict(re.findall(r"(\w+)=([\d.]+)", out.split("BENCH", 1)[1]))
     requests, seconds_run = float(fields["requests"]), float(fields["duration_us"]) / 1e6

@@ -16,7 +16,7 @@ bind = _settings.bind
 workers = _settings.web_workers or (os.cpu_count() or 1) * 2 + 1
 # Threads keep a slow client from pinning a whole worker; the work per request is short.
 worker_class = "gthread"
-threads = 4
+threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 30  # SIGTERM: requests in flight finish and commit first
 keepalive = 5

@@ -27,9 +27,11 @@ class Settings:
     database_url: str = "sqlite:///var/receiver.db"
     bind: str = "127.0.0.1:8000"
     web_workers: int | None = None  # None: gunicorn's rule of thumb, 2 x cores + 1
+    web_threads: int = 4
     gbg_base_url: str = "https://eu.platform.go.gbgplc.com"
     gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"  # noqa: S105 - a URL
     gbg_api_version: str = "v2"
+    gbg_timeout: float = 10.0  # read timeout of each GBG call; connect timeout is 3.05 s
     gbg_client_id: str | None = None
     gbg_client_secret: str | None = None
     gbg_username: str | None = None
@@ -133,14 +135,26 @@ class Settings:
         )
         for var in ("webhook_timeout", "confirm_delay", "poll_error_backoff", "instance_ttl"):
             need(getattr(self, var) >= 0, var.upper(), "must be >= 0")
-        for var in ("poll_interval", "poll_lease", "gbg_rate_limit", "retention_days"):
+        for var in (
+            "poll_interval",
+            "poll_lease",
+            "gbg_rate_limit",
+            "retention_days",
+            "gbg_timeout",
+        ):
             need(getattr(self, var) > 0, var.upper(), "must be > 0")
         need(
             self.poll_max_interval >= self.poll_interval,
             "POLL_MAX_INTERVAL",
             "must be >= RECEIVER_POLL_INTERVAL",
         )
-        for var in ("poll_max_errors", "poll_concurrency", "web_workers", "max_body_bytes"):
+        for var in (
+            "poll_max_errors",
+            "poll_concurrency",
+            "web_workers",
+            "web_threads",
+            "max_body_bytes",
+        ):
             need(
                 getattr(self, var) in (None,) or getattr(self, var) >= 1,
                 var.upper(),

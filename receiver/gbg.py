@@ -23,7 +23,8 @@ from receiver.reconcile import IN_PROGRESS, GbgState, normalize_status
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = (3.05, 10.0)  # connect, read: a state fetch is small; a slow GBG is an error
+CONNECT_TIMEOUT = 3.05  # just over a TCP retransmission window
+TIMEOUT = (CONNECT_TIMEOUT, 10.0)  # connect, read: a state fetch is small; slow is an error
 _PATHS = {
     "v1": {"start": "/captain/api/journey/start", "fetch": "/captain/api/journey/state/fetch"},
     "v2": {"start": "/v2/captain/journey/start", "fetch": "/v2/captain/journey/state/fetch"},

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,14 +98,22 @@ def expire_overdue(services: Services, now: float) -> int:
 
 
 def _submit(
-    services: Services, claimed: list[Instance], owner: str, pool: ThreadPoolExecutor
+    services: Services,
+    claimed: list[Instance],
+    owner: str,
+    pool: ThreadPoolExecutor,
+    answered: Callable[[], None] = lambda: None,
 ) -> list[Future[Decision | None]]:
-    """Start one fetch per claimed instance, each at its own slot of the shared rate."""
+    """Start one fetch per claimed instance, each at its own slot of the shared rate.
+
+    ``answered`` is called once per instance as soon as GBG has answered (or failed to),
+    before the result is written: the GBG request slot is free again from then on.
+    """
     slots = services.store.reserve_fetches(
         services.clock(), services.settings.gbg_rate_limit, len(claimed)
     )
     return [
-        pool.submit(_poll_claimed, services, instance, owner, slot)
+        pool.submit(_poll_claimed, services, instance, owner, slot, answered)
         for instance, slot in zip(claimed, slots, strict=True)
     ]
 
@@ -130,6 +139,7 @@ def fetch(
     *,
     by: str = "poll",
     slot: float | None = None,
+    answered: Callable[[], None] = lambda: None,
 ) -> Decision:
     """One state fetch under the shared rate limit, folded into the store.
 
@@ -155,6 +165,8 @@ def fetch(
             store.pause_fetches(services.clock() + exc.retry_after)  # GBG said: all of us
     except GbgError as exc:
         observation = FetchFailed(instance_id, exc.kind, started_at=started_at)
+    finally:
+        answered()
     seconds = time.perf_counter() - started
     services.metrics.fetches.labels(getattr(observation, "error", "ok")).inc()
     services.metrics.fetch_seconds.observe(seconds)
@@ -173,15 +185,27 @@ def fetch(
 
 
 def _poll_claimed(
-    services: Services, instance: Instance, owner: str, slot: float
+    services: Services,
+    instance: Instance,
+    owner: str,
+    slot: float,
+    answered: Callable[[], None],
 ) -> Decision | None:
+    once = threading.Lock()
+
+    def answered_once() -> None:
+        if once.acquire(blocking=False):
+            answered()
+
     try:
-        return fetch(services, instance.instance_id, owner, slot=slot)
+        return fetch(services, instance.instance_id, owner, slot=slot, answered=answered_once)
     except Exception:  # one instance's surprise must not stop the batch; its lease goes back
         log.exception("poll.failed", extra={"instance_id": instance.instance_id})
         with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
             services.store.release(owner, instance.instance_id)
         return None
+    finally:
+        answered_once()
 
 
 def run(services: Services, *, tick: float = TICK) -> None:
@@ -194,14 +218,13 @@ def run(services: Services, *, tick: float = TICK) -> None:
     owner = owner_id()
     settings = services.settings
     concurrency = settings.poll_concurrency
-    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="fetch")
+    # GBG requests in flight are bounded by free_slots; twice the threads let results be
+    # written while the next requests are already out.
+    pool = ThreadPoolExecutor(2 * concurrency, thread_name_prefix="fetch")
     free_slots = threading.BoundedSemaphore(concurrency)
     stopping = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # one line a tick is noise
-
-    def release(_future: Future[Decision | None]) -> None:
-        free_slots.release()
 
     def drain() -> None:
         try:
@@ -223,13 +246,11 @@ def run(services: Services, *, tick: float = TICK) -> None:
                 if not claimed:
                     return  # nothing due now; the next tick looks again
                 try:
-                    futures = _submit(services, claimed, owner, pool)
+                    _submit(services, claimed, owner, pool, free_slots.release)
                 except BaseException:
                     for _ in claimed:  # their leases lapse by themselves
                         free_slots.release()
                     raise
-                for future in futures:
-                    future.add_done_callback(release)
         except StoreUnavailable as exc:
             log.error("poller.store_unavailable", extra={"error": str(exc)})
 

@@ -10,7 +10,7 @@ import requests
 
 from receiver import metrics
 from receiver.config import Settings
-from receiver.gbg import GbgClient
+from receiver.gbg import CONNECT_TIMEOUT, GbgClient
 from receiver.metrics import Metrics
 from receiver.schedule import Policy
 from receiver.store import Store
@@ -47,6 +47,7 @@ def build_services(
             api_version=settings.gbg_api_version,
             store_pii=settings.store_pii,
             session=requests.Session(),
+            timeout=(CONNECT_TIMEOUT, settings.gbg_timeout),
         )
     return Services(
         settings, store, gbg, clock or time.time, metrics=metrics.start(settings.metrics_dir)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -206,6 +208,36 @@ class GroupCommitter:
                 waiter.finish(result=result)
 
 
+class WriterQueue:
+    """SQLite writers of every process take turns through one file lock.
+
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps
+    (up to 100 ms each), which turns a busy moment into second-long tails. A blocking
+    flock wakes the next writer the moment the lock is free instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # the threads of one process queue here first
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._pid != os.getpid():  # a forked child needs its own open file
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        self._lock.release()
+
+
 class _Waiter:
     def __init__(self, item: Any) -> None:
         self.item = item
@@ -248,6 +280,12 @@ class Store:
             .returning(instances.c.instance_id)  # executemany reports no rowcount on psycopg
         )
         self._committer = GroupCommitter(self.record_webhooks)
+        database = engine.url.database
+        self._writers: Any = (
+            WriterQueue(database + ".writer-lock")
+            if not self.is_postgres and database and database != ":memory:"
+            else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_url(cls, url: str, policy: Policy) -> Store:
@@ -258,7 +296,7 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self._writers, self.engine.begin() as conn:
                 yield conn
         except _DB_DOWN as exc:
             raise StoreUnavailable(type(exc).__name__) from exc

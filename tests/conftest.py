@@ -163,3 +163,23 @@ def procs() -> Iterator[list[Proc]]:
         if proc.popen.poll() is None:
             os.killpg(proc.popen.pid, signal.SIGKILL)
             proc.popen.wait()
+
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure():  # type: ignore[no-untyped-def]
+    """Record one figure line of a reliability test; all are printed at the end of the run."""
+
+    def record(line: str) -> None:
+        FIGURES.append(line)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

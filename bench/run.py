@@ -1,0 +1,268 @@
+"""`make bench`: every benchmark, a table on stdout, and bench/RESULTS.md.
+
+Each figure stands beside a baseline measured in the same run. Load goes to 127.0.0.1
+only and every step is bounded in count and time. PostgreSQL: a scratch database is
+created (and dropped) through BENCH_PG_ADMIN_URL, default the local `test` database.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import mean, median
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import ingest, poller, scaling, truth
+
+HERE = Path(__file__).resolve().parent
+ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def scratch_database() -> tuple[str, sa.Engine]:
+    name = f"receiver_bench_{os.getpid()}"
+    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    return str(sa.engine.make_url(ADMIN).set(database=name)), admin
+
+
+def main() -> int:
+    """Run every benchmark (or those named: bench/run.py ingest truth poller scaling)."""
+    wanted = set(sys.argv[1:]) or {"ingest", "truth", "poller", "scaling"}
+    started = time.monotonic()
+    out = Path(tempfile.mkdtemp(prefix="gbg-bench-"))
+    pg_url, admin = scratch_database()
+    results: dict[str, Any] = {}
+    try:
+        if "ingest" in wanted:
+            step("ingest (bare, sqlite, bare, postgres, bare)")
+            bare_url = f"sqlite:///{out / 'b.db'}"
+            bare = [ingest.measure("bare-1", "bench.bare:app", bare_url, out)]
+            sqlite_run = ingest.measure("sqlite", "wsgi:app", f"sqlite:///{out / 'r.db'}", out)
+            bare.append(ingest.measure("bare-2", "bench.bare:app", bare_url, out))
+            pg_run = ingest.measure("postgres", "wsgi:app", pg_url, out, memory=100_000)
+            bare.append(ingest.measure("bare-3", "bench.bare:app", bare_url, out))
+            results["ingest"] = {"bare": bare, "sqlite": sqlite_run, "postgres": pg_run}
+        if "truth" in wanted:
+            step("time to truth and GBG economy (serve + simulator, SQLite)")
+            results["truth"] = truth.measure(out)
+        if "poller" in wanted:
+            step("poller throughput (PostgreSQL, 10,000 due instances)")
+            results["poller"] = [
+                poller.measure(pg_url, out, latency, concurrency, rate)
+                for latency, concurrency, rate in (
+                    (0.05, 8, 1000),
+                    (0.05, 32, 1000),
+                    (0.2, 8, 1000),
+                    (0.2, 32, 1000),
+                    (0.05, 32, 50),
+                )
+            ]
+        if "scaling" in wanted:
+            step("scaling of due selection (1k / 100k / 1M stored)")
+            results["scaling"] = {
+                "sqlite": scaling.measure(f"sqlite:///{out / 'scale.db'}"),
+                "postgres": scaling.measure(pg_url),
+            }
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f"DROP DATABASE IF EXISTS {sa.engine.make_url(pg_url).database} WITH (FORCE)"
+            )
+    results["seconds"] = time.monotonic() - started
+    report = render(results)
+    print(report)
+    if wanted == {"ingest", "truth", "poller", "scaling"}:
+        (HERE / "RESULTS.md").write_text(report)
+    return 0
+
+
+def step(text: str) -> None:
+    print(f"== {text}", file=sys.stderr, flush=True)
+
+
+def render(r: dict[str, Any]) -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=HERE,
+    ).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    with sa.create_engine(ADMIN).connect() as conn:
+        pg_version = conn.exec_driver_sql("SHOW server_version").scalar()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit}`, "
+        f"{r['seconds'] / 60:.1f} min.",
+        f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"PostgreSQL {pg_version}, SQLite {sqlite3.sqlite_version}. Load generator: wrk "
+        f"({ingest.CONNECTIONS} connections, 1 thread) on the same 2 cores.",
+        "",
+    ]
+    for key, table in (
+        ("ingest", ingest_table),
+        ("truth", truth_table),
+        ("poller", poller_table),
+        ("scaling", scaling_table),
+    ):
+        if key in r:
+            lines += table(r[key])
+    if "ingest" in r and "poller" in r:
+        lines += memory_table(r)
+    return "\n".join(lines) + "\n"
+
+
+def ingest_table(i: dict[str, Any]) -> list[str]:
+    bare_rps = mean(b["full"]["rps"] for b in i["bare"])
+    bare_p99_half = mean(b["half"]["p99_ms"] for b in i["bare"])
+    rows = [
+        "## 1. Ingest: POST /webhooks/gbg vs a bare Flask 202 on the same gunicorn config",
+        "",
+        f"Baseline: bare Flask, mean of {len(i['bare'])} runs interleaved with the others: "
+        + ", ".join(f"{b['full']['rps']:.0f}" for b in i["bare"])
+        + " req/s.",
+        "",
+        "| target | req/s | × bare | p50 ms | p99 ms | half load req/s | p99 ms at half | "
+        "× bare p99 at half | targets (≥ 0.6×, ≤ 3×) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("sqlite", "postgres"):
+        run = i[name]
+        ratio = run["full"]["rps"] / bare_rps
+        tail = run["half"]["p99_ms"] / bare_p99_half
+        held = (
+            ("holds" if ratio >= 0.6 else "misses") + " / " + ("holds" if tail <= 3 else "misses")
+        )
+        rows.append(
+            f"| {name} | {run['full']['rps']:.0f} | {ratio:.2f} | {run['full']['p50_ms']:.1f} | "
+            f"{run['full']['p99_ms']:.1f} | {run['half']['rps']:.0f} | {run['half']['p99_ms']:.1f} "
+            f"| {tail:.1f} | {held} |"
+        )
+    rows.append(
+        f"| bare (baseline) | {bare_rps:.0f} | 1.00 | "
+        f"{mean(b['full']['p50_ms'] for b in i['bare']):.1f} | "
+        f"{mean(b['full']['p99_ms'] for b in i['bare']):.1f} | "
+        f"{mean(b['half']['rps'] for b in i['bare']):.0f} | {bare_p99_half:.1f} | 1.0 | |"
+    )
+    errors = sum(
+        x["full"]["errors"] + x["half"]["errors"] for x in [*i["bare"], i["sqlite"], i["postgres"]]
+    )
+    return [*rows, "", f"Errors and non-2xx answers across all ingest runs: {errors:.0f}.", ""]
+
+
+def truth_table(t: dict[str, Any]) -> list[str]:
+    rows = [
+        "## 2. Time to truth (journey end → receiver status final) and 5. GBG economy",
+        "",
+        f"`gbg-receiver serve` with the simulator; one fetch round trip {t['rtt_s'] * 1000:.1f} ms "
+        "(median of the poller's poll.fetched durations: request, answer, commit).",
+        "",
+        "| path | instances final | p50 s | p99 s | max s | target p99 s | holds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label, target in (
+        ("webhook", "webhook just before the end", "target_webhook_s"),
+        ("timeout", "webhook lost (registered)", "target_timeout_s"),
+    ):
+        s = t[key]
+        rows.append(
+            f"| {label} | {s['n']}/{s['expected']} | {s['p50']:.2f} | {s['p99']:.2f} | "
+            f"{s['max']:.2f} | {t[target]:.2f} | "
+            f"{'yes' if s['p99'] <= t[target] and s['n'] == s['expected'] else 'no'} |"
+        )
+    rows += [
+        "",
+        f"GBG economy: {t['token_requests']} token request(s) for the whole run (one poller "
+        "process, one token lifetime: target 1); fetches per instance on the webhook path "
+        f"median {median(t['fetches_webhook']):.0f} (max {max(t['fetches_webhook'])}; target "
+        f"median 1), on the timeout path median {median(t['fetches_timeout']):.0f} "
+        f"(max {max(t['fetches_timeout'])}).",
+        "",
+    ]
+    return rows
+
+
+def poller_table(p: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        "## 3. Poller throughput (PostgreSQL, 10,000 due instances, one poller process)",
+        "",
+        "| latency ms | concurrency | rate limit /s | achieved fetches/s | ideal | × ideal | "
+        "max fetches in any 1 s | target ≥ 0.9× | limit held |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in p:
+        rows.append(
+            f"| {x['latency_ms']:.0f} | {x['concurrency']} | {x['rate_limit']:.0f} | "
+            f"{x['achieved']:.1f} | {x['ideal']:.0f} | {x['ratio']:.2f} | {x['max_in_1s']} | "
+            f"{'holds' if x['ratio'] >= 0.9 else 'misses'} | "
+            f"{'yes' if x['max_in_1s'] <= x['rate_limit'] + 1 else 'NO'} |"
+        )
+    return [*rows, ""]
+
+
+def scaling_table(s: dict[str, Any]) -> list[str]:
+    sizes = list(next(iter(s.values()))["sizes"])
+    rows = [
+        "## 4. Claim cost vs stored instances (100 due, 1 % due later, the rest finished)",
+        "",
+        "| store | " + " | ".join(f"{n:,} stored (ms)" for n in sizes) + " | largest / smallest "
+        "| target ≤ 2× |",
+        "|---|" + "---|" * (len(sizes) + 2),
+    ]
+    for name, x in s.items():
+        values = [x["sizes"][n] for n in sizes]
+        ratio = values[-1] / values[0]
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{v:.2f}" for v in values)
+            + f" | {ratio:.2f} | {'holds' if ratio <= 2 else 'misses'} |"
+        )
+    rows.append("")
+    for name, x in s.items():
+        rows += [f"Query plan of the due selection, {name}:", "", "```", x["plan"], "```", ""]
+    return rows
+
+
+def memory_table(r: dict[str, Any]) -> list[str]:
+    m = r["ingest"]["postgres"]["memory"]
+    rows = [
+        "## 6. Memory",
+        "",
+        f"Web worker (PostgreSQL run, {m['workers']} workers): largest RSS "
+        f"{m['rss_before_kib'] / 1024:.1f} MiB after {m['measured_from']:,.0f} webhooks, "
+        f"{m['rss_after_kib'] / 1024:.1f} MiB after {m['webhooks']:,.0f} "
+        f"({(m['rss_after_kib'] - m['rss_before_kib']) / 1024:+.1f} MiB).",
+    ]
+    for x in r["poller"]:
+        rows.append(
+            f"Poller (latency {x['latency_ms']:.0f} ms, concurrency {x['concurrency']}): RSS "
+            f"{x['rss_kib'][0] / 1024:.1f} MiB 2 s into the run, {x['rss_kib'][1] / 1024:.1f} MiB "
+            f"after {x['fetches']:,} fetches."
+        )
+    return [*rows, ""]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

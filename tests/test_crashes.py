@@ -1,0 +1,258 @@
+"""kill -9 under load: nothing acknowledged is lost, no instance is left unknown; many
+pollers never fetch one instance at once and hold the shared rate limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from bisect import bisect_right
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from receiver.schedule import Policy
+from receiver.simulator import Simulator
+from receiver.store import Store, make_engine
+from tests.conftest import PG_URL, empty_tables
+from tests.processes import Proc, base_env, free_port, run, wait_ready
+from tests.test_live import HOOK
+
+pytestmark = [pytest.mark.reliability, pytest.mark.live]
+
+
+def post(base: str, instance_id: str) -> int:
+    request = urllib.request.Request(
+        f"{base}/webhooks/gbg",
+        data=json.dumps({"instanceId": instance_id}).encode(),
+        method="POST",
+        headers={**HOOK, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code
+    except OSError:
+        return 0  # the worker died mid-request: not acknowledged
+
+
+def gbg_env(tmp_path: Path, sim: Simulator, database_url: str, **extra: str) -> dict[str, str]:
+    return base_env(
+        tmp_path,
+        RECEIVER_DATABASE_URL=database_url,
+        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
+        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        **extra,
+    )
+
+
+def ledger_under_crashes(  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    procs: list[Proc],
+    sim: Simulator,
+    database_url: str,
+    *,
+    total: int,
+    seconds: float,
+    figure,
+    label: str,
+) -> None:
+    port = free_port()
+    env = gbg_env(
+        tmp_path,
+        sim,
+        database_url,
+        RECEIVER_BIND=f"127.0.0.1:{port}",
+        RECEIVER_WEB_WORKERS="3",
+        RECEIVER_CONFIRM_DELAY="0.5",
+        RECEIVER_GBG_RATE_LIMIT="400",
+        RECEIVER_POLL_LEASE="5",
+        RECEIVER_POLL_CONCURRENCY="16",
+    )
+    assert run(["migrate"], env).returncode == 0
+    ids = [f"{label}-{n:05d}" for n in range(total)]
+    for iid in ids:
+        sim.set_status(iid, "Completed", "Of Age")  # every journey has ended at GBG
+    base = f"http://127.0.0.1:{port}"
+    web = Proc(["web"], env, tmp_path / "web.log")
+    pollers = [Proc(["poller"], env, tmp_path / "poller-0.log")]
+    procs += [web, *pollers]
+    wait_ready(base, web)
+
+    answers: dict[str, int] = {}
+    stop = threading.Event()
+    kills = Counter()
+    rng = random.Random(3)  # noqa: S311 - picks a worker to kill, nothing secret
+
+    def killer() -> None:
+        next_poller_kill = time.monotonic() + seconds / 3
+        while not stop.wait(2.5):
+            workers = [
+                int(p)
+                for p in Path(f"/proc/{web.popen.pid}/task/{web.popen.pid}/children")
+                .read_text()
+                .split()
+            ]
+            if workers:
+                os.kill(rng.choice(workers), signal.SIGKILL)
+                kills["web worker"] += 1
+            if time.monotonic() >= next_poller_kill and kills["poller"] < 2:
+                os.kill(pollers[-1].popen.pid, signal.SIGKILL)
+                kills["poller"] += 1
+                next_poller_kill += seconds / 3
+                time.sleep(1)  # as systemd's RestartSec would
+                pollers.append(Proc(["poller"], env, tmp_path / f"poller-{len(pollers)}.log"))
+                procs.append(pollers[-1])
+
+    killing = threading.Thread(target=killer)
+    killing.start()
+    pace = seconds / total * 8  # 8 senders share the schedule
+    started = time.monotonic()
+
+    def send(n: int) -> None:
+        time.sleep(max(0.0, started + n * pace / 8 - time.monotonic()))
+        answers[ids[n]] = post(base, ids[n])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(total)))
+    stop.set()
+    killing.join()
+    load_seconds = time.monotonic() - started
+
+    accepted = {i for i, status in answers.items() if 200 <= status < 300}
+    engine = make_engine(database_url)
+    store = Store(engine, Policy())
+
+    def unfinished() -> set[str]:
+        with engine.connect() as conn:
+            done = set(
+                conn.execute(
+                    sa.text("SELECT instance_id FROM instances WHERE status = 'completed'")
+                ).scalars()
+            )
+        return accepted - done
+
+    deadline = time.monotonic() + 120
+    while unfinished() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with engine.connect() as conn:
+        delivered = set(conn.execute(sa.text("SELECT instance_id FROM deliveries")).scalars())
+        changes = conn.execute(
+            sa.text(
+                "SELECT instance_id, status, count(*) FROM events GROUP BY instance_id, status "
+                "HAVING count(*) > 1"
+            )
+        ).all()
+    now = time.time()
+    stale = [lease for lease in store.leases() if lease[2] < now]
+    lost, unknown = accepted - delivered, unfinished()
+    engine.dispose()
+    assert kills["web worker"] >= 3
+    assert kills["poller"] == 2
+    assert len(accepted) >= total * 0.9, Counter(answers.values())
+    assert lost == set()
+    assert unknown == set()
+    assert changes == []
+    assert stale == []
+    figure(
+        f"crash ledger ({label}): {total} webhooks in {load_seconds:.0f} s, "
+        f"{kills['web worker']} web workers and {kills['poller']} pollers killed -9; "
+        f"{len(accepted)} acknowledged, {len(lost)} lost, {len(unknown)} unknown, "
+        f"{len(changes)} duplicate status changes, {len(stale)} leases past expiry"
+    )
+
+
+@pytest.mark.postgres
+def test_ledger_under_kill_9_on_postgres(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine, figure
+) -> None:
+    empty_tables(pg_engine)
+    assert PG_URL
+    ledger_under_crashes(
+        tmp_path, procs, sim, PG_URL, total=5000, seconds=60, figure=figure, label="pg"
+    )
+
+
+def test_ledger_under_kill_9_on_sqlite(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], sim: Simulator, figure
+) -> None:
+    ledger_under_crashes(
+        tmp_path,
+        procs,
+        sim,
+        f"sqlite:///{tmp_path / 'ledger.db'}",
+        total=1500,
+        seconds=20,
+        figure=figure,
+        label="lite",
+    )
+
+
+@pytest.mark.postgres
+def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine, figure
+) -> None:
+    empty_tables(pg_engine)
+    assert PG_URL
+    rate, total = 250, 10_000
+    store = Store(pg_engine, Policy())
+    now = time.time()
+    ids = [f"many-{n:05d}" for n in range(total)]
+    for iid in ids:
+        sim.set_status(iid, "Completed")
+    with pg_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO instances (instance_id, status, source, registered_at, updated_at, "
+                "webhook_received_at, next_poll_at, poll_errors, polling_gave_up) "
+                "VALUES (:i, 'in_progress', 'webhook', :t, :t, :t, :t, 0, false)"
+            ),
+            [{"i": i, "t": now} for i in ids],
+        )
+    sim.latency = 0.02
+    env = gbg_env(tmp_path, sim, PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate))
+    pollers = [Proc(["poller"], env, tmp_path / f"poller-{n}.log") for n in range(4)]
+    procs += pollers
+    deadline = time.monotonic() + total / rate + 60
+    while time.monotonic() < deadline:
+        page, _ = store.list_instances(status="in_progress", limit=1, cursor=None)
+        if not page:
+            break
+        time.sleep(0.5)
+    assert [p.stop() for p in pollers] == [0, 0, 0, 0]
+    calls = sim.fetches()
+    by_instance: dict[str, list[tuple[float, float]]] = {}
+    for c in calls:
+        by_instance.setdefault(c["instanceId"], []).append((c["start"], c["end"]))
+    overlaps = sum(
+        1
+        for spans in by_instance.values()
+        for a, b in zip(sorted(spans), sorted(spans)[1:], strict=False)
+        if b[0] < a[1]
+    )
+    starts = sorted(c["start"] for c in calls)
+    busiest = max(bisect_right(starts, s + 1.0) - i for i, s in enumerate(starts))
+    page, _ = store.list_instances(status="in_progress", limit=10, cursor=None)
+    took = starts[-1] - starts[0]
+    assert overlaps == 0
+    assert busiest <= rate + 1
+    assert page == []
+    assert set(by_instance) == set(ids)
+    assert store.leases() == []
+    figure(
+        f"4 pollers: {total} instances, {len(calls)} fetches in {took:.0f} s "
+        f"({len(calls) / took:.0f}/s), {overlaps} overlapping fetches, busiest second "
+        f"{busiest} fetches (limit {rate}), {len(page)} left unknown"
+    )

@@ -1,0 +1,125 @@
+"""Our own store goes away mid-load: 503 + Retry-After, never a 2xx; back within 2 s."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from receiver.simulator import Simulator
+from tests.conftest import PG_URL, empty_tables
+from tests.processes import Proc, base_env, call, free_port, run, wait_ready
+from tests.tcpproxy import TcpProxy
+from tests.test_live import API, HOOK
+
+pytestmark = [pytest.mark.reliability, pytest.mark.live, pytest.mark.postgres]
+
+
+def post(base: str, instance_id: str) -> tuple[int, str | None]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{base}/webhooks/gbg",
+        data=json.dumps({"instanceId": instance_id}).encode(),
+        method="POST",
+        headers={**HOOK, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, None
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code, exc.headers.get("Retry-After")
+    except OSError:
+        return 0, None
+
+
+def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine, figure
+) -> None:
+    empty_tables(pg_engine)
+    assert PG_URL
+    url = sa.engine.make_url(PG_URL)
+    proxy = TcpProxy(url.port or 5432)
+    via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    port = free_port()
+    env = base_env(
+        tmp_path,
+        RECEIVER_DATABASE_URL=via_proxy,
+        RECEIVER_BIND=f"127.0.0.1:{port}",
+        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
+        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        RECEIVER_CONFIRM_DELAY="0.2",
+    )
+    assert run(["migrate"], env).returncode == 0
+    base = f"http://127.0.0.1:{port}"
+    web = Proc(["web"], env, tmp_path / "web.log")
+    poller = Proc(["poller"], env, tmp_path / "poller.log")
+    procs += [web, poller]
+    wait_ready(base, web)
+
+    answers: list[tuple[float, str, int, str | None]] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            iid = f"out-{worker}-{n}"
+            status, retry = post(base, iid)
+            answers.append((time.monotonic(), iid, status, retry))
+            n += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        sim.set_status("late-1", "Completed")  # finished while the store is down
+        cut = time.monotonic()
+        proxy.sever()
+        time.sleep(0.5)
+        assert call("GET", f"{base}/readyz")[0] == 503
+        call_during = post(base, "late-1")  # its webhook cannot be stored now
+        time.sleep(4)
+        restored = time.monotonic()
+        proxy.restore()
+        time.sleep(4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert call_during[0] == 503
+    during = [a for a in answers if cut + 0.3 <= a[0] < restored]
+    ok_during = [a for a in during if 200 <= a[2] < 300]
+    refused = [a for a in during if a[2] == 503]
+    assert during, "the load generator sent nothing during the cut"
+    assert ok_during == []
+    assert all(a[3] for a in refused)  # every 503 says when to retry
+    back = min(a[0] for a in answers if a[0] >= restored and a[2] == 202) - restored
+    assert back <= 2.0
+    assert call("GET", f"{base}/readyz")[0] == 200
+    # GBG's retry after our 503, and the poller resumes without a restart.
+    assert post(base, "late-1")[0] == 202
+    deadline = time.monotonic() + 15
+    while call("GET", f"{base}/api/v1/instances/late-1", headers=API)[1]["status"] != "completed":
+        assert time.monotonic() < deadline, poller.log.read_text()[-2000:]
+        time.sleep(0.2)
+    accepted = {a[1] for a in answers if a[2] == 202}
+    with pg_engine.connect() as conn:
+        stored = set(conn.execute(sa.text("SELECT instance_id FROM deliveries")).scalars())
+    assert accepted - stored == set()
+    assert poller.popen.poll() is None  # never restarted
+    proxy.close()
+    figure(
+        f"store outage: {len(during)} webhooks during a 4 s cut -> {len(refused)} x 503 with "
+        f"Retry-After, {len(ok_during)} x 2xx; first 2xx {back:.2f} s after restore; "
+        f"{len(accepted)} accepted, {len(accepted - stored)} lost; poller resumed unrestarted"
+    )
