@@ -17,11 +17,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -76,7 +77,8 @@ def poll_once(
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(settings.poll_concurrency)
     try:
-        for future in _submit(services, claimed, owner, pool):
+        futures = [pool.submit(_poll_claimed, services, i, owner) for i in claimed]
+        for future in futures:
             decision = future.result()
             if decision is None or decision.instance.poll_errors:
                 report.errors += 1
@@ -95,27 +97,6 @@ def expire_overdue(services: Services, now: float) -> int:
         if services.store.apply(TtlPassed(instance_id), now).event is not None:
             changed += 1
     return changed
-
-
-def _submit(
-    services: Services,
-    claimed: list[Instance],
-    owner: str,
-    pool: ThreadPoolExecutor,
-    answered: Callable[[], None] = lambda: None,
-) -> list[Future[Decision | None]]:
-    """Start one fetch per claimed instance, each at its own slot of the shared rate.
-
-    ``answered`` is called once per instance as soon as GBG has answered (or failed to),
-    before the result is written: the GBG request slot is free again from then on.
-    """
-    slots = services.store.reserve_fetches(
-        services.clock(), services.settings.gbg_rate_limit, len(claimed)
-    )
-    return [
-        pool.submit(_poll_claimed, services, instance, owner, slot, answered)
-        for instance, slot in zip(claimed, slots, strict=True)
-    ]
 
 
 def poll_now(services: Services, instance_id: str) -> Instance | None:
@@ -138,35 +119,35 @@ def fetch(
     owner: str,
     *,
     by: str = "poll",
-    slot: float | None = None,
-    answered: Callable[[], None] = lambda: None,
+    gate: AbstractContextManager[Any] | None = None,
 ) -> Decision:
     """One state fetch under the shared rate limit, folded into the store.
 
-    ``slot`` is the start time reserved for it; without one, a slot is reserved now.
+    ``gate`` bounds the requests in flight to GBG; it is held from the rate-limit slot
+    to GBG's answer only, so writing the result never keeps the next request waiting.
     """
     if services.gbg is None:
         raise GbgError("GBG is not configured")
     store = services.store
-    if slot is None:
-        [slot] = store.reserve_fetches(services.clock(), services.settings.gbg_rate_limit, 1)
-    wait = slot - services.clock()
-    if wait > 0:
-        services.sleep(wait)
-    started = time.perf_counter()
-    started_at = services.clock()
     observation: Observation
-    try:
-        state = services.gbg.fetch_state(instance_id)
-        observation = Fetched(instance_id, state, by, started_at)
-    except GbgUnavailable as exc:
-        observation = FetchFailed(instance_id, exc.kind, exc.retry_after, started_at)
-        if exc.retry_after:
-            store.pause_fetches(services.clock() + exc.retry_after)  # GBG said: all of us
-    except GbgError as exc:
-        observation = FetchFailed(instance_id, exc.kind, started_at=started_at)
-    finally:
-        answered()
+    with gate or contextlib.nullcontext():
+        # The slot is reserved once this request can really go: reserved early and
+        # then held up, two requests could start together and break the rate.
+        [slot] = store.reserve_fetches(services.clock(), services.settings.gbg_rate_limit, 1)
+        wait = slot - services.clock()
+        if wait > 0:
+            services.sleep(wait)
+        started = time.perf_counter()
+        started_at = services.clock()
+        try:
+            state = services.gbg.fetch_state(instance_id)
+            observation = Fetched(instance_id, state, by, started_at)
+        except GbgUnavailable as exc:
+            observation = FetchFailed(instance_id, exc.kind, exc.retry_after, started_at)
+            if exc.retry_after:
+                store.pause_fetches(services.clock() + exc.retry_after)  # GBG said: all of us
+        except GbgError as exc:
+            observation = FetchFailed(instance_id, exc.kind, started_at=started_at)
     seconds = time.perf_counter() - started
     services.metrics.fetches.labels(getattr(observation, "error", "ok")).inc()
     services.metrics.fetch_seconds.observe(seconds)
@@ -188,69 +169,61 @@ def _poll_claimed(
     services: Services,
     instance: Instance,
     owner: str,
-    slot: float,
-    answered: Callable[[], None],
+    gate: AbstractContextManager[Any] | None = None,
 ) -> Decision | None:
-    once = threading.Lock()
-
-    def answered_once() -> None:
-        if once.acquire(blocking=False):
-            answered()
-
     try:
-        return fetch(services, instance.instance_id, owner, slot=slot, answered=answered_once)
+        return fetch(services, instance.instance_id, owner, gate=gate)
     except Exception:  # one instance's surprise must not stop the batch; its lease goes back
         log.exception("poll.failed", extra={"instance_id": instance.instance_id})
         with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
             services.store.release(owner, instance.instance_id)
         return None
-    finally:
-        answered_once()
 
 
 def run(services: Services, *, tick: float = TICK) -> None:
     """Poll until SIGTERM/SIGINT; then finish in-flight fetches and give leases back.
 
-    One APScheduler job looks for due work every ``tick``; while there is work it keeps
-    every fetch slot busy, claiming only as many instances as there are free slots, so
-    no lease is held by an instance still waiting for a thread.
+    One APScheduler job looks for due work every ``tick``. While there is work it keeps
+    RECEIVER_POLL_CONCURRENCY requests out to GBG and as many claimed instances queued
+    behind them, so the next request leaves the moment one comes back.
     """
     owner = owner_id()
     settings = services.settings
     concurrency = settings.poll_concurrency
-    # GBG requests in flight are bounded by free_slots; twice the threads let results be
-    # written while the next requests are already out.
     pool = ThreadPoolExecutor(2 * concurrency, thread_name_prefix="fetch")
-    free_slots = threading.BoundedSemaphore(concurrency)
+    in_flight = threading.BoundedSemaphore(concurrency)  # requests out to GBG
+    claimed_room = threading.BoundedSemaphore(2 * concurrency)  # claimed, not yet written
     stopping = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # one line a tick is noise
+
+    def work(instance: Instance) -> None:
+        try:
+            _poll_claimed(services, instance, owner, in_flight)
+        finally:
+            claimed_room.release()
 
     def drain() -> None:
         try:
             expire_overdue(services, services.clock())
             while not stopping.is_set():
-                if not free_slots.acquire(timeout=tick):
+                if not claimed_room.acquire(timeout=tick):
                     continue
-                free = 1
-                while free < concurrency and free_slots.acquire(blocking=False):
-                    free += 1
-                claimed = []
+                room = 1
+                while room < 2 * concurrency and claimed_room.acquire(blocking=False):
+                    room += 1
+                claimed: list[Instance] = []
                 try:
                     claimed = services.store.claim_due(
-                        owner, services.clock(), free, settings.poll_lease
+                        owner, services.clock(), room, settings.poll_lease
                     )
                 finally:
-                    for _ in range(free - len(claimed)):
-                        free_slots.release()
+                    for _ in range(room - len(claimed)):
+                        claimed_room.release()
                 if not claimed:
                     return  # nothing due now; the next tick looks again
-                try:
-                    _submit(services, claimed, owner, pool, free_slots.release)
-                except BaseException:
-                    for _ in claimed:  # their leases lapse by themselves
-                        free_slots.release()
-                    raise
+                for instance in claimed:
+                    pool.submit(work, instance)
         except StoreUnavailable as exc:
             log.error("poller.store_unavailable", extra={"error": str(exc)})
 
