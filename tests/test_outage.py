@@ -57,7 +57,12 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         RECEIVER_GBG_CLIENT_ID="sim-client",
         RECEIVER_GBG_CLIENT_SECRET="sim-secret",
         RECEIVER_CONFIRM_DELAY="0.2",
+        RECEIVER_GBG_RATE_LIMIT="1000",
+        RECEIVER_POLL_CONCURRENCY="32",
     )
+    for worker in range(4):
+        for n in range(2000):
+            sim.set_status(f"out-{worker}-{n}", "Completed")
     assert run(["migrate"], env).returncode == 0
     base = f"http://127.0.0.1:{port}"
     web = Proc(["web"], env, tmp_path / "web.log")
@@ -75,7 +80,7 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
             status, retry = post(base, iid)
             answers.append((time.monotonic(), iid, status, retry))
             n += 1
-            time.sleep(0.01)
+            time.sleep(0.04)
 
     threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
     for t in threads:
