@@ -13,7 +13,7 @@ from receiver.reconcile import (
     Registered,
     WebhookReceived,
 )
-from receiver.store import Delivery, Store, decode_cursor
+from receiver.store import RATE_HEADROOM, Delivery, Store, decode_cursor
 
 NOW = 1_800_000_000.0
 
@@ -149,10 +149,11 @@ def test_finished_instances_are_never_due(store: Store) -> None:
 
 def test_rate_limit_spaces_fetches_across_callers(store: Store) -> None:
     slots = [store.reserve_fetches(NOW, 20.0, 1)[0] for _ in range(5)]
-    assert slots == pytest.approx([NOW + n * 0.05 for n in range(5)])
+    spacing = 1 / (20.0 * RATE_HEADROOM)
+    assert slots == pytest.approx([NOW + n * spacing for n in range(5)])
     assert store.reserve_fetches(NOW + 10, 20.0, 1) == [NOW + 10]  # idle time is not banked
     store.pause_fetches(NOW + 30)
-    assert store.reserve_fetches(NOW + 11, 20.0, 2) == [NOW + 30, NOW + 30.05]
+    assert store.reserve_fetches(NOW + 11, 20.0, 2) == pytest.approx([NOW + 30, NOW + 30 + spacing])
 
 
 def test_ttl_selection_finds_only_old_unfinished_instances(store: Store) -> None:
