@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint check clean bench
+.PHONY: install run test lint check clean bench reliability
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The crash, outage, fault and hostile-input suite alone (make test runs it too).
+reliability: $(STAMP)
+	$(BIN)/pytest -m reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check receiver tests wsgi.py deploy bench

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from receiver.migrations import upgrade
 from receiver.schedule import Policy
-from receiver.store import Store, instances, make_engine, metadata
+from receiver.store import Store, due_selection, instances, make_engine, metadata
 
 SIZES = (1_000, 100_000, 1_000_000)
 DUE = 100
@@ -93,15 +93,7 @@ def measure(database_url: str) -> dict[str, Any]:
 
 
 def plan(engine: sa.Engine, now: float) -> str:
-    due = (
-        sa.select(instances.c.instance_id)
-        .where(
-            instances.c.next_poll_at <= now,
-            sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now),
-        )
-        .order_by(instances.c.next_poll_at)
-        .limit(8)
-    )
+    due = due_selection(now, 8)
     sql = str(due.compile(engine, compile_kwargs={"literal_binds": True}))
     prefix = "EXPLAIN" if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
     with engine.connect() as conn:

@@ -537,16 +537,8 @@ class Store:
 
     def claim_due(self, owner: str, now: float, limit: int, lease: float) -> list[Instance]:
         """Lease up to ``limit`` due instances to ``owner``; nobody else fetches them now."""
-        due = (
-            sa.select(instances.c.instance_id)
-            .where(
-                instances.c.next_poll_at <= now,
-                sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now),
-            )
-            .order_by(instances.c.next_poll_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
-        )
+        # SKIP LOCKED on PostgreSQL; SQLite's writer holds the whole database anyway.
+        due = due_selection(now, limit).with_for_update(skip_locked=True)
         return self._lease(instances.c.instance_id.in_(due.scalar_subquery()), owner, now, lease)
 
     def claim(self, instance_id: str, owner: str, now: float, lease: float) -> Instance | None:
@@ -629,6 +621,19 @@ class Store:
                 .where(rate_limits.c.name == FETCH_BUCKET)
                 .values(tat=sa.case((tat > until, tat), else_=until))
             )
+
+
+def due_selection(now: float, limit: int) -> sa.Select[Any]:
+    """Unleased instances whose next poll has come, soonest first: read off ix_instances_due."""
+    return (
+        sa.select(instances.c.instance_id)
+        .where(
+            instances.c.next_poll_at <= now,
+            sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now),
+        )
+        .order_by(instances.c.next_poll_at)
+        .limit(limit)
+    )
 
 
 def make_engine(url: str) -> Engine:

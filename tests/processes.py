@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
+
+API = {"Authorization": f"Bearer {API_TOKEN}"}
+HOOK = {
+    "Authorization": "Basic " + base64.b64encode(f"{WEBHOOK_USER}:{WEBHOOK_PASS}".encode()).decode()
+}
 
 
 def free_port() -> int:
@@ -100,3 +106,38 @@ def call(
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def post_webhook(base: str, instance_id: str) -> tuple[int, str | None]:
+    """POST a webhook; answer the status (0: the connection broke) and any Retry-After."""
+    request = urllib.request.Request(
+        f"{base}/webhooks/gbg",
+        data=json.dumps({"instanceId": instance_id}).encode(),
+        method="POST",
+        headers={**HOOK, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, None
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        exc.close()
+        return exc.code, exc.headers.get("Retry-After")
+    except OSError:
+        return 0, None  # e.g. the worker was killed mid-request: not acknowledged
+
+
+def start_serve(tmp_path: Path, procs: list[Proc], **env: str) -> tuple[str, str, Proc]:
+    """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it."""
+    port, sim_port = free_port(), free_port()
+    environment = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}", **env)
+    assert run(["migrate"], environment).returncode == 0
+    serve = Proc(
+        ["serve", "--simulator", "--simulator-port", str(sim_port)],
+        environment,
+        tmp_path / "serve.log",
+    )
+    procs.append(serve)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, serve)
+    return base, f"http://127.0.0.1:{sim_port}", serve

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from receiver.simulator import Simulator
-from tests.processes import base_env
+from tests.processes import base_env, run
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run(list(args), env)
 
 
 def test_operator_commands_register_show_list_and_poll(tmp_path: Path, sim: Simulator) -> None:

@@ -3,14 +3,11 @@ pollers never fetch one instance at once and hold the shared rate limit."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from bisect import bisect_right
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,27 +20,9 @@ from receiver.schedule import Policy
 from receiver.simulator import Simulator
 from receiver.store import Store, make_engine
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, base_env, free_port, run, wait_ready
-from tests.test_live import HOOK
+from tests.processes import Proc, base_env, free_port, post_webhook, run, wait_ready
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
-
-
-def post(base: str, instance_id: str) -> int:
-    request = urllib.request.Request(
-        f"{base}/webhooks/gbg",
-        data=json.dumps({"instanceId": instance_id}).encode(),
-        method="POST",
-        headers={**HOOK, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return exc.code
-    except OSError:
-        return 0  # the worker died mid-request: not acknowledged
 
 
 def gbg_env(tmp_path: Path, sim: Simulator, database_url: str, **extra: str) -> dict[str, str]:
@@ -123,7 +102,7 @@ def ledger_under_crashes(  # type: ignore[no-untyped-def]
 
     def send(n: int) -> None:
         time.sleep(max(0.0, started + n * pace / 8 - time.monotonic()))
-        answers[ids[n]] = post(base, ids[n])
+        answers[ids[n]] = post_webhook(base, ids[n])[0]
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(send, range(total)))

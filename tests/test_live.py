@@ -3,7 +3,6 @@ pollers on PostgreSQL; ephemeral ports, logs under tmp_path."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -24,15 +23,9 @@ from receiver.schedule import Policy
 from receiver.simulator import Simulator
 from receiver.store import Store
 from tests.conftest import API_TOKEN, PG_URL, SHARED, WEBHOOK_PASS, WEBHOOK_USER, empty_tables
-from tests.processes import Proc, base_env, call, free_port, run, wait_ready
+from tests.processes import API, HOOK, Proc, base_env, call, free_port, run, start_serve, wait_ready
 
 pytestmark = pytest.mark.live
-
-
-API = {"Authorization": f"Bearer {API_TOKEN}"}
-HOOK = {
-    "Authorization": "Basic " + base64.b64encode(f"{WEBHOOK_USER}:{WEBHOOK_PASS}".encode()).decode()
-}
 
 
 def test_gunicorn_web_passes_the_contract_smoke_check(tmp_path: Path, procs: list[Proc]) -> None:
@@ -114,20 +107,9 @@ def test_web_refuses_to_start_with_bad_configuration(tmp_path: Path) -> None:
 
 
 def test_serve_with_the_simulator_learns_every_ending(tmp_path: Path, procs: list[Proc]) -> None:
-    port, sim_port = free_port(), free_port()
-    env = base_env(
-        tmp_path,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
-        RECEIVER_WEBHOOK_TIMEOUT="2",
-        RECEIVER_CONFIRM_DELAY="0.2",
+    base, sim, serve = start_serve(
+        tmp_path, procs, RECEIVER_WEBHOOK_TIMEOUT="2", RECEIVER_CONFIRM_DELAY="0.2"
     )
-    assert run(["migrate"], env).returncode == 0
-    serve = Proc(
-        ["serve", "--simulator", "--simulator-port", str(sim_port)], env, tmp_path / "serve.log"
-    )
-    procs.append(serve)
-    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
-    wait_ready(base, serve)
     # The module posts 0.3 s after the end: confirmed by one fetch.
     _, hooked = call("POST", f"{sim}/_sim/journeys", {"endsIn": 0, "webhookIn": 0.3})
     # The webhook is lost: the application registered it, polling finds the end.

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_TOKEN
-from tests.processes import Proc, base_env, free_port, run, wait_ready
-from tests.test_live import HOOK
+from tests.processes import HOOK, Proc, base_env, free_port, run, wait_ready
 
 pytestmark = pytest.mark.live
 

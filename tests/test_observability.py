@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_PASS
-from tests.processes import Proc, base_env, call, free_port, run, wait_ready
-from tests.test_live import API, HOOK
+from tests.processes import API, HOOK, Proc, base_env, call, free_port, run, start_serve, wait_ready
 
 pytestmark = pytest.mark.live
 
@@ -57,22 +56,15 @@ def test_metrics_add_up_across_two_workers(tmp_path: Path, procs: list[Proc]) ->
 
 
 def test_no_secret_or_identity_data_in_any_log_line(tmp_path: Path, procs: list[Proc]) -> None:
-    port, sim_port = free_port(), free_port()
-    env = base_env(
+    base, sim, serve = start_serve(
         tmp_path,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
+        procs,
         RECEIVER_WEBHOOK_TIMEOUT="1",
         RECEIVER_CONFIRM_DELAY="0.2",
         RECEIVER_STORE_PII="true",
         RECEIVER_LOG_FORMAT="json",
     )
-    assert run(["migrate"], env).returncode == 0
-    serve = Proc(
-        ["serve", "--simulator", "--simulator-port", str(sim_port)], env, tmp_path / "serve.log"
-    )
-    procs.append(serve)
-    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
-    wait_ready(base, serve)
+    sim_port = sim.rsplit(":", 1)[1]
     # The simulator's client secret is made up by serve; read it where serve put it.
     wanted = f"\0simulator\0--port\0{sim_port}\0".encode()
     sim_pid = next(p for p in Path("/proc").iterdir() if wanted in _cmdline(p))

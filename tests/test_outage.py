@@ -11,32 +11,10 @@ import sqlalchemy as sa
 
 from receiver.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, base_env, call, free_port, run, wait_ready
+from tests.processes import API, Proc, base_env, call, free_port, post_webhook, run, wait_ready
 from tests.tcpproxy import TcpProxy
-from tests.test_live import API, HOOK
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live, pytest.mark.postgres]
-
-
-def post(base: str, instance_id: str) -> tuple[int, str | None]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{base}/webhooks/gbg",
-        data=json.dumps({"instanceId": instance_id}).encode(),
-        method="POST",
-        headers={**HOOK, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, None
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return exc.code, exc.headers.get("Retry-After")
-    except OSError:
-        return 0, None
 
 
 def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
@@ -77,7 +55,7 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         n = 0
         while not stop.is_set():
             iid = f"out-{worker}-{n}"
-            status, retry = post(base, iid)
+            status, retry = post_webhook(base, iid)
             answers.append((time.monotonic(), iid, status, retry))
             n += 1
             time.sleep(0.04)
@@ -92,7 +70,7 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         proxy.sever()
         time.sleep(0.5)
         assert call("GET", f"{base}/readyz")[0] == 503
-        call_during = post(base, "late-1")  # its webhook cannot be stored now
+        call_during = post_webhook(base, "late-1")  # its webhook cannot be stored now
         time.sleep(4)
         restored = time.monotonic()
         proxy.restore()
@@ -112,7 +90,7 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
     assert back <= 2.0
     assert call("GET", f"{base}/readyz")[0] == 200
     # GBG's retry after our 503, and the poller resumes without a restart.
-    assert post(base, "late-1")[0] == 202
+    assert post_webhook(base, "late-1")[0] == 202
     deadline = time.monotonic() + 15
     while call("GET", f"{base}/api/v1/instances/late-1", headers=API)[1]["status"] != "completed":
         assert time.monotonic() < deadline, poller.log.read_text()[-2000:]
