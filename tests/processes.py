@@ -108,6 +108,18 @@ def call(
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def gbg_env(tmp_path: Path, gbg_url: str, **extra: str) -> dict[str, str]:
+    """base_env() with GBG at ``gbg_url`` (the simulator, or a port where nothing listens)."""
+    return base_env(
+        tmp_path,
+        RECEIVER_GBG_BASE_URL=gbg_url,
+        RECEIVER_GBG_TOKEN_URL=f"{gbg_url}/as/token.oauth2",
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        **extra,
+    )
+
+
 def post_webhook(base: str, instance_id: str) -> tuple[int, str | None]:
     """POST a webhook; answer the status (0: the connection broke) and any Retry-After."""
     request = urllib.request.Request(

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from receiver.simulator import Simulator
-from tests.processes import base_env, run
+from tests.processes import base_env, gbg_env, run
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -15,12 +15,9 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_operator_commands_register_show_list_and_poll(tmp_path: Path, sim: Simulator) -> None:
-    env = base_env(
+    env = gbg_env(
         tmp_path,
-        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
-        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        sim.base_url,
     )
     assert cli(env, "migrate").stdout.strip() == "schema is up to date"
     assert cli(env, "migrate").returncode == 0  # idempotent

@@ -20,21 +20,9 @@ from receiver.schedule import Policy
 from receiver.simulator import Simulator
 from receiver.store import Store, make_engine
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, base_env, free_port, post_webhook, run, wait_ready
+from tests.processes import Proc, free_port, gbg_env, post_webhook, run, wait_ready
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
-
-
-def gbg_env(tmp_path: Path, sim: Simulator, database_url: str, **extra: str) -> dict[str, str]:
-    return base_env(
-        tmp_path,
-        RECEIVER_DATABASE_URL=database_url,
-        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
-        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
-        **extra,
-    )
 
 
 def ledger_under_crashes(  # type: ignore[no-untyped-def]
@@ -51,8 +39,8 @@ def ledger_under_crashes(  # type: ignore[no-untyped-def]
     port = free_port()
     env = gbg_env(
         tmp_path,
-        sim,
-        database_url,
+        sim.base_url,  # type: ignore[attr-defined]
+        RECEIVER_DATABASE_URL=database_url,
         RECEIVER_BIND=f"127.0.0.1:{port}",
         RECEIVER_WEB_WORKERS="3",
         RECEIVER_CONFIRM_DELAY="0.5",
@@ -201,7 +189,9 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
             [{"i": i, "t": now} for i in ids],
         )
     sim.latency = 0.02
-    env = gbg_env(tmp_path, sim, PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate))
+    env = gbg_env(
+        tmp_path, sim.base_url, RECEIVER_DATABASE_URL=PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate)
+    )  # type: ignore[attr-defined]
     pollers = [Proc(["poller"], env, tmp_path / f"poller-{n}.log") for n in range(4)]
     procs += pollers
     deadline = time.monotonic() + total / rate + 60

@@ -12,7 +12,7 @@ from receiver.reconcile import WebhookReceived
 from receiver.schedule import Policy
 from receiver.simulator import Fault, Simulator
 from receiver.store import Store
-from tests.processes import Proc, base_env, free_port
+from tests.processes import Proc, free_port, gbg_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -23,13 +23,10 @@ TOLERANCE = 0.10
 
 
 def poller_env(tmp_path: Path, gbg: str, name: str) -> dict[str, str]:
-    return base_env(
+    return gbg_env(
         tmp_path,
+        gbg,
         RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / name}",
-        RECEIVER_GBG_BASE_URL=gbg,
-        RECEIVER_GBG_TOKEN_URL=f"{gbg}/as/token.oauth2",
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
         RECEIVER_POLL_INTERVAL=str(INTERVAL),
         RECEIVER_POLL_ERROR_BACKOFF=str(BACKOFF),
         RECEIVER_POLL_MAX_ERRORS=str(MAX_ERRORS),

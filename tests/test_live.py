@@ -23,7 +23,18 @@ from receiver.schedule import Policy
 from receiver.simulator import Simulator
 from receiver.store import Store
 from tests.conftest import API_TOKEN, PG_URL, SHARED, WEBHOOK_PASS, WEBHOOK_USER, empty_tables
-from tests.processes import API, HOOK, Proc, base_env, call, free_port, run, start_serve, wait_ready
+from tests.processes import (
+    API,
+    HOOK,
+    Proc,
+    base_env,
+    call,
+    free_port,
+    gbg_env,
+    run,
+    start_serve,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.live
 
@@ -173,13 +184,10 @@ def test_two_pollers_on_postgres_never_fetch_one_instance_at_once(
         sim.set_status(iid, "Completed")
         store.apply(WebhookReceived(iid), now - 5)
     assert PG_URL
-    env = base_env(
+    env = gbg_env(
         tmp_path,
+        sim.base_url,  # type: ignore[attr-defined]
         RECEIVER_DATABASE_URL=PG_URL,
-        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
-        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
         RECEIVER_GBG_RATE_LIMIT="200",
     )
     pollers = [Proc(["poller"], env, tmp_path / f"poller-{n}.log") for n in range(2)]

@@ -11,7 +11,16 @@ import sqlalchemy as sa
 
 from receiver.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import API, Proc, base_env, call, free_port, post_webhook, run, wait_ready
+from tests.processes import (
+    API,
+    Proc,
+    call,
+    free_port,
+    gbg_env,
+    post_webhook,
+    run,
+    wait_ready,
+)
 from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live, pytest.mark.postgres]
@@ -26,14 +35,11 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
     proxy = TcpProxy(url.port or 5432)
     via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
     port = free_port()
-    env = base_env(
+    env = gbg_env(
         tmp_path,
+        sim.base_url,
         RECEIVER_DATABASE_URL=via_proxy,
         RECEIVER_BIND=f"127.0.0.1:{port}",
-        RECEIVER_GBG_BASE_URL=sim.base_url,  # type: ignore[attr-defined]
-        RECEIVER_GBG_TOKEN_URL=f"{sim.base_url}/as/token.oauth2",  # type: ignore[attr-defined]
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
         RECEIVER_CONFIRM_DELAY="0.2",
         RECEIVER_GBG_RATE_LIMIT="1000",
         RECEIVER_POLL_CONCURRENCY="32",
