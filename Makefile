@@ -39,6 +39,7 @@ reliability: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check receiver tests wsgi.py deploy bench
 	$(BIN)/ruff format --check receiver tests wsgi.py deploy bench
+	$(BIN)/mypy
 
 check: lint test
 

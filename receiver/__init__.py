@@ -81,7 +81,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     return app
 
 
-def problem(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None):
+def problem(
+    status: int, title: str, detail: str = "", headers: dict[str, str] | None = None
+) -> Response:
     """An RFC 9457 application/problem+json response."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:

@@ -25,7 +25,8 @@ MAX_PAGE = 1000
 
 
 def _services() -> Services:
-    return current_app.extensions["receiver"]
+    services: Services = current_app.extensions["receiver"]
+    return services
 
 
 @bp.before_request

@@ -104,7 +104,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root.setLevel(logging.INFO)
 
 
-class GunicornLogger(glogging.Logger):
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
     """gunicorn's own and access logs as JSON events through the app's handler."""
 
     _access = logging.getLogger("receiver.access")

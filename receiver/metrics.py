@@ -54,7 +54,7 @@ class Metrics:
         registry: Any = REGISTRY
         if self.directory:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.directory)
+            MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
         text = generate_latest(registry) + generate_latest(_store_registry(store, now))
         return text, CONTENT_TYPE_LATEST
 
@@ -87,7 +87,7 @@ def worker_exited(directory: str, pid: int) -> None:
     """gunicorn's child_exit hook: the worker's live gauges go, its counters stay."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, directory)
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
@@ -133,5 +133,5 @@ def _store_registry(store: Store, now: float) -> Any:
             )
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector())  # type: ignore[arg-type]
+    registry.register(StoreCollector())
     return registry

@@ -20,6 +20,7 @@ Scenarios are driven through a control surface under ``/_sim`` (JSON):
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
@@ -73,8 +74,6 @@ class WebhookModule:
 
     def headers(self) -> dict[str, str]:
         if self.username is not None:
-            import base64
-
             pair = f"{self.username}:{self.password or ''}".encode()
             return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
         if self.api_key is not None:
@@ -257,10 +256,12 @@ class Simulator:
         if not self._authorized():
             return _error(401, "invalid_token")
         fault = self._take_fault("start", None)
-        if fault is not None and (answer := self._fault_response(fault)) is not None:
-            return answer
+        if fault is not None and (refusal := self._fault_response(fault)) is not None:
+            return refusal
         body = request.get_json(silent=True) or {}
-        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        context = body.get("context")
+        if not isinstance(context, dict):
+            context = {}
         instance_id = self.create(subject=context.get("subject") or _demo_subject())
         with self.lock:
             self.instances[instance_id].resource_id = str(body.get("resourceId", "unknown@latest"))

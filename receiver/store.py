@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -35,6 +35,7 @@ from receiver.errors import StoreUnavailable
 from receiver.reconcile import Decision, Instance, Observation, WebhookReceived, decide
 from receiver.schedule import Policy
 
+_T = TypeVar("_T")
 metadata = sa.MetaData()
 
 # BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid alias that
@@ -322,9 +323,10 @@ class Store:
         self, observation: Observation, now: float, *, lease_owner: str | None = None
     ) -> Decision:
         """Fold one observation into its instance; release our lease on it if we hold one."""
-        return self._transaction(lambda conn: self._fold(conn, [(observation, now)], lease_owner))[
-            0
-        ]
+        [decision] = self._transaction(
+            lambda conn: self._fold(conn, [(observation, now)], lease_owner)
+        )
+        return decision
 
     def record_webhook(self, delivery: Delivery, now: float) -> Decision:
         """Store the raw delivery and its effect; answer once both are committed.
@@ -332,7 +334,8 @@ class Store:
         Concurrent calls in one process share a transaction (group commit): the webhook
         path then pays one commit for many deliveries.
         """
-        return self._committer.submit(delivery, now)
+        decision: Decision = self._committer.submit(delivery, now)
+        return decision
 
     def record_webhooks(self, batch: list[tuple[Delivery, float]]) -> list[Decision]:
         """Store deliveries and their effects in one transaction, in the order given."""
@@ -345,7 +348,7 @@ class Store:
 
         return self._transaction(write)
 
-    def _transaction(self, work: Any) -> Any:
+    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
         """Run ``work(conn)`` in a write transaction; again if a concurrent insert won."""
         for _ in range(_RACE_RETRIES):
             try:
@@ -458,12 +461,12 @@ class Store:
     def metrics_snapshot(self, now: float) -> dict[str, Any]:
         """What the scrape-time gauges show, read in one go."""
         with self._read() as conn:
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 conn.execute(
                     sa.select(instances.c.status, sa.func.count()).group_by(instances.c.status)
                 ).all()
             )
-            resolved_by = dict(
+            resolved_by: dict[str, int] = dict(
                 conn.execute(
                     sa.select(events.c.source, sa.func.count())
                     .where(events.c.status.in_(("completed", "failed")))
@@ -591,7 +594,7 @@ class Store:
                     instances.c.instance_id, instances.c.lease_owner, instances.c.lease_expires_at
                 ).where(instances.c.lease_owner.is_not(None))
             ).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [(r.instance_id, r.lease_owner, r.lease_expires_at) for r in rows]
 
     # -- the rate limit all pollers share ------------------------------------------------
 
