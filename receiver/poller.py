@@ -160,6 +160,7 @@ def fetch(
             "status": decision.instance.status,
             "poll_errors": decision.instance.poll_errors,
             "duration_ms": round(seconds * 1000, 1),
+            "started_at": round(started_at, 4),
         },
     )
     return decision

@@ -143,8 +143,8 @@ _UPDATE_RELEASING = _UPDATE_INSTANCE.values(
 
 FETCH_BUCKET = "gbg_state_fetch"
 # Requests leave when their slots come up, give or take a few ms of wake-up jitter; slots
-# spaced 2 % wider keep every one-second window within the limit all the same.
-RATE_HEADROOM = 0.98
+# spaced 5 % wider keep every one-second window within the limit all the same.
+RATE_HEADROOM = 0.95
 _RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
 _EVENT_ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
 _DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)

@@ -3,12 +3,13 @@ pollers never fetch one instance at once and hold the shared rate limit."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -167,6 +168,11 @@ def test_ledger_under_kill_9_on_sqlite(  # type: ignore[no-untyped-def]
     )
 
 
+def busiest_second(times: list[float]) -> int:
+    """The most events in any window [t, t + 1 s) of sorted ``times``."""
+    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
 @pytest.mark.postgres
 def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untyped-def]
     tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine, figure
@@ -211,17 +217,28 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
         for a, b in zip(sorted(spans), sorted(spans)[1:], strict=False)
         if b[0] < a[1]
     )
+    # What the pollers sent, from their own logs: the rate they keep. What the simulator
+    # saw adds its own scheduling noise (it shares this test's process and the 2 cores).
+    sent = sorted(
+        json.loads(line)["started_at"]
+        for p in pollers
+        for line in p.log.read_text().splitlines()
+        if '"poll.fetched"' in line
+    )
     starts = sorted(c["start"] for c in calls)
-    busiest = max(bisect_right(starts, s + 1.0) - i for i, s in enumerate(starts))
+    busiest = busiest_second(sent)
+    seen = busiest_second(starts)
     page, _ = store.list_instances(status="in_progress", limit=10, cursor=None)
     took = starts[-1] - starts[0]
     assert overlaps == 0
-    assert busiest <= rate + 1
+    assert len(sent) == len(calls)
+    assert busiest <= rate
+    assert seen <= rate * 1.1  # the simulator shares this process: its own stalls bunch arrivals
     assert page == []
     assert set(by_instance) == set(ids)
     assert store.leases() == []
     figure(
         f"4 pollers: {total} instances, {len(calls)} fetches in {took:.0f} s "
         f"({len(calls) / took:.0f}/s), {overlaps} overlapping fetches, busiest second "
-        f"{busiest} fetches (limit {rate}), {len(page)} left unknown"
+        f"{busiest} sent ({seen} seen by the simulator; limit {rate}), {len(page)} left unknown"
     )
