@@ -151,16 +151,12 @@ def _answer(response: requests.Response, path: str) -> dict[str, Any]:
         raise GbgAuthError(f"{path}: 401 with a fresh token")
     if status >= 400:
         raise GbgRejected(f"{path}: {status}", status=status)
-    return _json_or_unavailable(response, path)
-
-
-def _json_or_unavailable(response: requests.Response, what: str) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        raise GbgUnavailable(f"{what}: the answer is not a JSON object", kind="garbage")
+        raise GbgUnavailable(f"{path}: the answer is not a JSON object", kind="garbage")
     return body
 
 

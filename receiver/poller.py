@@ -133,7 +133,7 @@ def fetch(
     with gate or contextlib.nullcontext():
         # The slot is reserved once this request can really go: reserved early and
         # then held up, two requests could start together and break the rate.
-        [slot] = store.reserve_fetches(services.clock(), services.settings.gbg_rate_limit, 1)
+        slot = store.reserve_fetch(services.clock(), services.settings.gbg_rate_limit)
         wait = slot - services.clock()
         if wait > 0:
             services.sleep(wait)

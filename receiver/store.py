@@ -546,9 +546,8 @@ class Store:
 
     def claim(self, instance_id: str, owner: str, now: float, lease: float) -> Instance | None:
         """Lease one instance whatever its schedule (an operator's poll), if nobody holds it."""
-        free = sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now)
         leased = self._lease(
-            sa.and_(instances.c.instance_id == instance_id, free), owner, now, lease
+            sa.and_(instances.c.instance_id == instance_id, _unleased(now)), owner, now, lease
         )
         return leased[0] if leased else None
 
@@ -598,8 +597,8 @@ class Store:
 
     # -- the rate limit all pollers share ------------------------------------------------
 
-    def reserve_fetches(self, now: float, per_second: float, count: int) -> list[float]:
-        """Reserve the next ``count`` free slots for state fetches; answer their start times.
+    def reserve_fetch(self, now: float, per_second: float) -> float:
+        """Reserve the next free slot for a state fetch; answer when it may start.
 
         GCRA: one row holds the earliest time the next fetch may start, and every poller
         moves it forward in one atomic UPDATE, so the rate holds across all of them.
@@ -610,10 +609,10 @@ class Store:
             end = conn.execute(
                 rate_limits.update()
                 .where(rate_limits.c.name == FETCH_BUCKET)
-                .values(tat=sa.case((tat > now, tat), else_=now) + count * step)
+                .values(tat=sa.case((tat > now, tat), else_=now) + step)
                 .returning(rate_limits.c.tat)
             ).scalar_one()
-        return [float(end) - (count - n) * step for n in range(count)]
+        return float(end) - step
 
     def pause_fetches(self, until: float) -> None:
         """Hold every poller's fetches until ``until`` (GBG answered 429 Retry-After)."""
@@ -630,13 +629,15 @@ def due_selection(now: float, limit: int) -> sa.Select[Any]:
     """Unleased instances whose next poll has come, soonest first: read off ix_instances_due."""
     return (
         sa.select(instances.c.instance_id)
-        .where(
-            instances.c.next_poll_at <= now,
-            sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now),
-        )
+        .where(instances.c.next_poll_at <= now, _unleased(now))
         .order_by(instances.c.next_poll_at)
         .limit(limit)
     )
+
+
+def _unleased(now: float) -> sa.ColumnElement[bool]:
+    """Nobody holds the instance: never leased, released, or its lease ran out."""
+    return sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now)
 
 
 def make_engine(url: str) -> Engine:

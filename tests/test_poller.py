@@ -151,7 +151,7 @@ def test_retry_after_of_a_429_is_honoured_for_the_instance_and_all_fetches(
     after = exact.store.get("r-1")
     assert after is not None
     assert after.next_poll_at == pytest.approx(clock() + 40, abs=0.5)
-    assert exact.store.reserve_fetches(clock(), 20.0, 1)[0] >= clock() + 39  # every poller waits
+    assert exact.store.reserve_fetch(clock(), 20.0) >= clock() + 39  # every poller waits
 
 
 def test_gives_up_after_the_maximum_then_a_webhook_resumes(

@@ -148,12 +148,13 @@ def test_finished_instances_are_never_due(store: Store) -> None:
 
 
 def test_rate_limit_spaces_fetches_across_callers(store: Store) -> None:
-    slots = [store.reserve_fetches(NOW, 20.0, 1)[0] for _ in range(5)]
+    slots = [store.reserve_fetch(NOW, 20.0) for _ in range(5)]
     spacing = 1 / (20.0 * RATE_HEADROOM)
     assert slots == pytest.approx([NOW + n * spacing for n in range(5)])
-    assert store.reserve_fetches(NOW + 10, 20.0, 1) == [NOW + 10]  # idle time is not banked
+    assert store.reserve_fetch(NOW + 10, 20.0) == NOW + 10  # idle time is not banked
     store.pause_fetches(NOW + 30)
-    assert store.reserve_fetches(NOW + 11, 20.0, 2) == pytest.approx([NOW + 30, NOW + 30 + spacing])
+    after_pause = [store.reserve_fetch(NOW + 11, 20.0) for _ in range(2)]
+    assert after_pause == pytest.approx([NOW + 30, NOW + 30 + spacing])
 
 
 def test_ttl_selection_finds_only_old_unfinished_instances(store: Store) -> None:
@@ -193,7 +194,7 @@ def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type
     for n in range(5):
         source.record_webhook(delivery(f"m-{n}"), NOW + n)
         source.apply(Fetched(f"m-{n}", GbgState(COMPLETED, "Completed")), NOW + 10)
-    source.reserve_fetches(NOW, 1.0, 1)
+    source.reserve_fetch(NOW, 1.0)
     copied = target.copy_from(source, batch=2)
     assert copied == {"instances": 5, "deliveries": 5, "events": 5, "rate_limits": 1}
     assert target.events_after(0, 10) == source.events_after(0, 10)
