@@ -1,11 +1,5 @@
-"""The WSGI entry point: ``gunicorn wsgi:app`` (``gbg-receiver web`` does exactly that)."""
+"""``gunicorn wsgi:app`` from a checkout: a thin shim over the packaged entry point."""
 
-import sys
+from receiver.wsgi import app
 
-from receiver import create_app
-from receiver.config import Settings
-from receiver.log import configure_logging
-
-settings = Settings.from_env()
-configure_logging(settings, stream=sys.stdout)
-app = create_app(settings)
+__all__ = ["app"]

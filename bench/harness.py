@@ -60,9 +60,9 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def gunicorn(app: str, env: dict[str, str], log: Path) -> Any:
-    """gunicorn with deploy/gunicorn.conf.py, exactly as `gbg-receiver web` runs it."""
-    conf = ROOT / "deploy" / "gunicorn.conf.py"
-    return process([PYTHON, "-m", "gunicorn", "-c", str(conf), "--chdir", str(ROOT), app], env, log)
+    """gunicorn with receiver.gunicorn_conf, exactly as `gbg-receiver web` runs it."""
+    conf = "python:receiver.gunicorn_conf"
+    return process([PYTHON, "-m", "gunicorn", "-c", conf, "--chdir", str(ROOT), app], env, log)
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         services = build_services(settings or Settings.from_env())
     settings = services.settings
+    settings.check_web()
     app = Flask(__name__)
     # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1

@@ -6,16 +6,14 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
@@ -25,7 +23,6 @@ from receiver.log import configure_logging
 from receiver.services import Services, build_services
 
 log = logging.getLogger("receiver.cli")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _settings() -> Settings:
@@ -35,10 +32,22 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def _web_settings() -> Settings:
+    settings = _settings()
+    try:
+        settings.check_web()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
+
+
 def _services() -> Services:
     settings = _settings()
     configure_logging(settings)
-    return build_services(settings)
+    try:
+        return build_services(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _print(data: Any) -> None:
@@ -65,12 +74,16 @@ def migrate() -> None:
 
 @main.command()
 def web() -> NoReturn:
-    """Serve the webhook and the API with gunicorn (deploy/gunicorn.conf.py, wsgi:app)."""
-    _settings()  # a bad variable stops here, with its name, before gunicorn starts
-    conf = ROOT / "deploy" / "gunicorn.conf.py"
-    if not (ROOT / "wsgi.py").exists() or not conf.exists():
-        raise click.ClickException(f"wsgi.py or {conf} not found: install with pip install -e")
-    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--chdir", str(ROOT), "wsgi:app"]
+    """Serve the webhook and the API with gunicorn (receiver.gunicorn_conf, receiver.wsgi)."""
+    _web_settings()  # a bad variable stops here, with its name, before gunicorn starts
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:receiver.gunicorn_conf",
+        "receiver.wsgi:app",
+    ]
     os.execv(sys.executable, args)  # noqa: S606 - becomes gunicorn; signals reach it directly
 
 
@@ -93,49 +106,31 @@ def poller() -> None:
     "--simulator",
     "with_simulator",
     is_flag=True,
-    help="Also run the bundled GBG simulator and point the receiver at it.",
+    help="Also run the bundled GBG simulator on the configured loopback "
+    "RECEIVER_GBG_BASE_URL, accepting the configured GBG client id and secret.",
 )
-@click.option("--simulator-port", default=0, help="Port for the simulator (0: any free one).")
-def serve(with_simulator: bool, simulator_port: int) -> None:
+def serve(with_simulator: bool) -> None:
     """Run web (gunicorn) and poller as two supervised children."""
-    settings = _settings()
+    settings = _web_settings()
     configure_logging(settings)
-    children: dict[str, list[str]] = {}
-    env: dict[str, str] = {}
+    if not settings.gbg_configured:
+        raise click.ClickException(
+            "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials "
+            "(RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET)"
+        )
     me = [sys.executable, "-m", "receiver"]
+    children: dict[str, list[str]] = {}
     if with_simulator:
-        port = simulator_port or _free_port()
-        secret = secrets.token_urlsafe(16)
-        sim = f"http://127.0.0.1:{port}"
-        children["simulator"] = [
-            *me,
-            "simulator",
-            "--port",
-            str(port),
-            "--client-secret",
-            secret,
-            "--webhook-url",
-            f"http://{settings.bind}/webhooks/gbg",
-            *_webhook_credentials(settings),
-        ]
-        env = {
-            "RECEIVER_GBG_BASE_URL": sim,
-            "RECEIVER_GBG_TOKEN_URL": f"{sim}/as/token.oauth2",
-            "RECEIVER_GBG_CLIENT_ID": "sim-client",
-            "RECEIVER_GBG_CLIENT_SECRET": secret,
-        }
+        children["simulator"] = [*me, "simulator", *_simulator_options(settings)]
         click.echo(
-            f"No GBG credentials: using the bundled GBG simulator at {sim}. Try a journey: "
-            f"curl -s -X POST {sim}/_sim/journeys -d '{{\"endsIn\": 3}}' "
+            f"GBG is the bundled simulator at {settings.gbg_url}. Try a journey: "
+            f"curl -s -X POST {settings.gbg_url}/_sim/journeys -d '{{\"endsIn\": 3}}' "
             f"-H 'Content-Type: application/json'",
             err=True,
         )
-    elif not settings.gbg_configured:
-        raise click.ClickException(
-            "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials (or use --simulator)"
-        )
     children["web"] = [*me, "web"]
     children["poller"] = [*me, "poller"]
+    env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         if settings.metrics_dir is None:  # web and poller count into one place
             env["RECEIVER_METRICS_DIR"] = stack.enter_context(
@@ -143,6 +138,27 @@ def serve(with_simulator: bool, simulator_port: int) -> None:
             )
         code = _supervise(children, child_environ(env))
     raise SystemExit(code)
+
+
+def _simulator_options(settings: Settings) -> list[str]:
+    """The simulator's command line: GBG as the receiver is configured to reach it."""
+    url = urlsplit(settings.gbg_url)
+    if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+        raise click.ClickException(
+            "RECEIVER_GBG_BASE_URL: --simulator serves GBG on this machine: "
+            f"it must be http://127.0.0.1:PORT, not {settings.gbg_url}"
+        )
+    return [
+        "--port",
+        str(url.port),
+        "--client-id",
+        settings.gbg_client_id or "",
+        "--client-secret",
+        settings.gbg_client_secret or "",
+        "--webhook-url",
+        f"http://{settings.bind}/webhooks/gbg",
+        *_webhook_credentials(settings),
+    ]
 
 
 def _webhook_credentials(settings: Settings) -> list[str]:
@@ -161,12 +177,6 @@ def _webhook_credentials(settings: Settings) -> list[str]:
             settings.webhook_api_key_header,
         ]
     return []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:

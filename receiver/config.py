@@ -7,6 +7,7 @@ each of them: a bad value never becomes a silent default.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,13 @@ from receiver.errors import ConfigError
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+REGIONS = {
+    "eu": "https://eu.platform.go.gbgplc.com",
+    "us": "https://us.platform.go.gbgplc.com",
+    "au": "https://au.platform.go.gbgplc.com",
+}
+# The one RECEIVER_* name that is not the service's, yet no typo: the test suite's.
+OTHER_NAMES = frozenset({"RECEIVER_TEST_DATABASE_URL"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,8 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     web_workers: int | None = None  # None: gunicorn's rule of thumb, 2 x cores + 1
     web_threads: int = 4
-    gbg_base_url: str = "https://eu.platform.go.gbgplc.com"
+    gbg_region: str = "eu"
+    gbg_base_url: str | None = None  # None: the region's host
     gbg_token_url: str = "https://api.auth.gbgplc.com/as/token.oauth2"  # noqa: S105 - a URL
     gbg_api_version: str = "v2"
     gbg_timeout: float = 10.0  # read timeout of each GBG call; connect timeout is 3.05 s
@@ -58,13 +67,17 @@ class Settings:
     log_format: str = "json"
     retention_days: float = 30.0
     metrics_dir: str | None = None
+    # Downstream notifications: accepted so that a configured service starts, but not sent
+    # by this version; the web and poller roles log a warning when they are set.
+    forward_url: str | None = None
+    forward_secret: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse ``RECEIVER_*`` variables; raise ConfigError naming every bad one."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        problems: list[str] = []
+        problems = _unknown_names(env)
         for f in fields(cls):
             name = "RECEIVER_" + f.name.upper()
             raw = env.get(name)
@@ -96,8 +109,9 @@ class Settings:
         )
         need(":" in self.bind or self.bind.startswith("unix:"), "BIND", "must be HOST:PORT")
         need(self.gbg_api_version in ("v1", "v2"), "GBG_API_VERSION", "must be v1 or v2")
+        need(self.gbg_region in REGIONS, "GBG_REGION", "must be " + ", ".join(REGIONS))
         for var, url in (
-            ("GBG_BASE_URL", self.gbg_base_url),
+            ("GBG_BASE_URL", self.gbg_base_url or "https://"),
             ("GBG_TOKEN_URL", self.gbg_token_url),
         ):
             need(url.startswith(("http://", "https://")), var, "must be an http(s) URL")
@@ -106,12 +120,6 @@ class Settings:
             (self.webhook_username is None) == (self.webhook_password is None),
             "WEBHOOK_USERNAME" if self.webhook_password else "WEBHOOK_PASSWORD",
             "RECEIVER_WEBHOOK_USERNAME and RECEIVER_WEBHOOK_PASSWORD go together",
-        )
-        need(
-            self.webhook_auth == "none" or self.webhook_credentials_set,
-            "WEBHOOK_AUTH",
-            "is 'required' but neither RECEIVER_WEBHOOK_USERNAME/PASSWORD nor "
-            "RECEIVER_WEBHOOK_API_KEY is set (set one, or RECEIVER_WEBHOOK_AUTH=none for demos)",
         )
         need(
             bool(_HEADER.match(self.webhook_api_key_header)),
@@ -164,6 +172,26 @@ class Settings:
         need(self.log_format in ("json", "text"), "LOG_FORMAT", "must be json or text")
         return out
 
+    def check_web(self) -> None:
+        """Raise ConfigError unless the webhook can be served as configured.
+
+        Only the web role needs webhook credentials: commands that touch the store alone
+        run with nothing but RECEIVER_DATABASE_URL.
+        """
+        if self.webhook_auth == "required" and not self.webhook_credentials_set:
+            raise ConfigError(
+                [
+                    "RECEIVER_WEBHOOK_AUTH: is 'required' but neither "
+                    "RECEIVER_WEBHOOK_USERNAME/PASSWORD nor RECEIVER_WEBHOOK_API_KEY is set "
+                    "(set one, or RECEIVER_WEBHOOK_AUTH=none for demos)"
+                ]
+            )
+
+    @property
+    def gbg_url(self) -> str:
+        """The platform host: RECEIVER_GBG_BASE_URL, else the region's."""
+        return self.gbg_base_url or REGIONS[self.gbg_region]
+
     @property
     def webhook_credentials_set(self) -> bool:
         return self.webhook_username is not None or self.webhook_api_key is not None
@@ -171,6 +199,18 @@ class Settings:
     @property
     def gbg_configured(self) -> bool:
         return self.gbg_client_id is not None
+
+
+def _unknown_names(env: Mapping[str, str]) -> list[str]:
+    """A problem for each RECEIVER_* name that is no setting: a typo must not pass."""
+    known = {"RECEIVER_" + f.name.upper() for f in fields(Settings)} | OTHER_NAMES
+    suffixes = sorted(name.removeprefix("RECEIVER_") for name in known)
+    problems = []
+    for name in sorted(n for n in env if n.startswith("RECEIVER_") and n not in known):
+        close = difflib.get_close_matches(name.removeprefix("RECEIVER_"), suffixes, n=1)
+        hint = f"; did you mean RECEIVER_{close[0]}?" if close else ""
+        problems.append(f"{name}: unknown variable{hint}")
+    return problems
 
 
 def _number(raw: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from receiver.gbg import CONNECT_TIMEOUT, GbgClient
 from receiver.metrics import Metrics
 from receiver.schedule import Policy
 from receiver.store import Store
+
+
+log = logging.getLogger("receiver.services")
 
 
 @dataclass
@@ -34,11 +38,13 @@ def build_services(
     clock: Callable[[], float] | None = None,
 ) -> Services:
     """Wire the store and the GBG client from settings; tests inject their own parts."""
+    if settings.forward_url is not None:
+        log.warning("forward.not_available", extra={"variable": "RECEIVER_FORWARD_URL"})
     if store is None:
         store = Store.from_url(settings.database_url, Policy.from_settings(settings))
     if gbg is None and settings.gbg_client_id is not None:
         gbg = GbgClient(
-            base_url=settings.gbg_base_url,
+            base_url=settings.gbg_url,
             token_url=settings.gbg_token_url,
             client_id=settings.gbg_client_id,
             client_secret=settings.gbg_client_secret or "",

@@ -1,4 +1,4 @@
-"""A GBG GO stand-in over real HTTP, following ../shared/gbg-go-api.md.
+"""A GBG GO stand-in over real HTTP, following GBG's published API (docs/contract.md).
 
 It plays GBG for tests, demos and benchmarks: the token endpoint (password and
 client-credentials grants, expiring tokens), journey start and state fetch in v1 and v2

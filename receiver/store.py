@@ -31,7 +31,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from receiver.errors import StoreUnavailable
+from receiver.errors import ConfigError, StoreUnavailable
 from receiver.reconcile import Decision, Instance, Observation, WebhookReceived, decide
 from receiver.schedule import Policy
 
@@ -645,10 +645,18 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        # A short connect timeout turns a dead database into a prompt 503, not a hang.
-        return sa.create_engine(
-            url, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 5}
-        )
+        try:
+            # A short connect timeout turns a dead database into a prompt 503, not a hang.
+            return sa.create_engine(
+                url, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 5}
+            )
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                [
+                    f"RECEIVER_DATABASE_URL: PostgreSQL needs the {exc.name} driver: "
+                    "pip install 'gbg-receiver[postgres]'"
+                ]
+            ) from None
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -45,12 +45,21 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 class Proc:
     """A child process whose output goes to a log file under tmp_path."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        python: str = sys.executable,
+        cwd: Path | None = None,
+    ) -> None:
         self.log = log
         with log.open("wb") as out:  # the child keeps its own descriptor
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "receiver", *args],
+                [python, "-m", "receiver", *args],
                 env=env,
+                cwd=cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -142,14 +151,11 @@ def post_webhook(base: str, instance_id: str) -> tuple[int, str | None]:
 def start_serve(tmp_path: Path, procs: list[Proc], **env: str) -> tuple[str, str, Proc]:
     """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it."""
     port, sim_port = free_port(), free_port()
-    environment = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}", **env)
+    sim = f"http://127.0.0.1:{sim_port}"
+    environment = gbg_env(tmp_path, sim, RECEIVER_BIND=f"127.0.0.1:{port}", **env)
     assert run(["migrate"], environment).returncode == 0
-    serve = Proc(
-        ["serve", "--simulator", "--simulator-port", str(sim_port)],
-        environment,
-        tmp_path / "serve.log",
-    )
+    serve = Proc(["serve", "--simulator"], environment, tmp_path / "serve.log")
     procs.append(serve)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, serve)
-    return base, f"http://127.0.0.1:{sim_port}", serve
+    return base, sim, serve

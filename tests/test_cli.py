@@ -57,3 +57,35 @@ def test_purge_deletes_raw_deliveries_past_retention(tmp_path: Path) -> None:
     assert cli(env, "purge").stdout.strip() == "deleted 1 deliveries, dropped 0 state documents"
     assert cli(env, "purge", "--days", "0").returncode == 2
     assert json.loads(cli(env, "show", "p-1").stdout)["instanceId"] == "p-1"
+
+
+def test_store_commands_need_only_the_database_url(tmp_path: Path) -> None:
+    env = {k: v for k, v in base_env(tmp_path).items() if not k.startswith("RECEIVER_WEBHOOK")}
+    env.pop("RECEIVER_API_TOKENS")
+    assert [k for k in env if k.startswith("RECEIVER_")] == [
+        "RECEIVER_DATABASE_URL",
+        "RECEIVER_WEB_WORKERS",
+    ]
+    for args in (["migrate"], ["register", "alone-1"], ["show", "alone-1"], ["list"], ["purge"]):
+        done = cli(env, *args)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "RECEIVER_WEBHOOK_AUTH" in cli(env, "web").stderr  # serving does need them
+
+
+def test_serve_runs_the_simulator_only_on_a_loopback_gbg_url(tmp_path: Path) -> None:
+    env = base_env(
+        tmp_path,
+        RECEIVER_GBG_CLIENT_ID="demo-client",
+        RECEIVER_GBG_CLIENT_SECRET="demo-secret",
+    )
+    refused = cli(env, "serve", "--simulator")
+    assert refused.returncode == 1
+    assert "RECEIVER_GBG_BASE_URL: --simulator serves GBG on this machine" in refused.stderr
+
+
+def test_a_typo_in_a_variable_stops_every_command(tmp_path: Path) -> None:
+    typo = cli(base_env(tmp_path, RECEIVER_POLL_INTERVALL="5"), "list")
+    assert typo.returncode == 1
+    assert "RECEIVER_POLL_INTERVALL: unknown variable; did you mean RECEIVER_POLL_INTERVAL?" in (
+        typo.stderr
+    )

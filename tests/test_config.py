@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from receiver import create_app
 from receiver.config import Settings
 from receiver.errors import ConfigError
+from receiver.store import make_engine
 
 BASIC = {"RECEIVER_WEBHOOK_USERNAME": "u", "RECEIVER_WEBHOOK_PASSWORD": "p"}
 
@@ -12,7 +16,7 @@ def test_defaults_are_the_contracts() -> None:
     s = Settings.from_env(BASIC)
     assert s.database_url == "sqlite:///var/receiver.db"
     assert s.bind == "127.0.0.1:8000"
-    assert s.gbg_base_url == "https://eu.platform.go.gbgplc.com"
+    assert s.gbg_url == "https://eu.platform.go.gbgplc.com"
     assert s.gbg_token_url == "https://api.auth.gbgplc.com/as/token.oauth2"
     assert s.gbg_api_version == "v2"
     assert s.webhook_api_key_header == "X-API-Key"
@@ -84,9 +88,44 @@ def test_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:
         Settings.from_env(BASIC | env)
 
 
-def test_required_webhook_auth_without_credentials_refuses_to_start() -> None:
+def test_required_webhook_auth_without_credentials_refuses_to_serve() -> None:
+    settings = Settings.from_env({})  # store-only commands need nothing more
     with pytest.raises(ConfigError, match="RECEIVER_WEBHOOK_AUTH"):
-        Settings.from_env({})
+        settings.check_web()
+    with pytest.raises(ConfigError, match="RECEIVER_WEBHOOK_AUTH"):
+        create_app(settings)
+
+
+def test_an_unknown_variable_is_named_with_the_closest_known_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(BASIC | {"RECEIVER_POLL_INTERVALL": "5", "RECEIVER_ZZZ": "1"})
+    assert caught.value.problems == [
+        "RECEIVER_POLL_INTERVALL: unknown variable; did you mean RECEIVER_POLL_INTERVAL?",
+        "RECEIVER_ZZZ: unknown variable",
+    ]
+
+
+def test_the_test_suites_database_variable_is_not_a_typo() -> None:
+    assert Settings.from_env(BASIC | {"RECEIVER_TEST_DATABASE_URL": "postgresql://x"})
+
+
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        ("eu", "https://eu.platform.go.gbgplc.com"),
+        ("us", "https://us.platform.go.gbgplc.com"),
+        ("au", "https://au.platform.go.gbgplc.com"),
+    ],
+)
+def test_region_names_the_platform_host_unless_a_base_url_is_set(region: str, host: str) -> None:
+    assert Settings.from_env({"RECEIVER_GBG_REGION": region}).gbg_url == host
+    both = {"RECEIVER_GBG_REGION": region, "RECEIVER_GBG_BASE_URL": "http://127.0.0.1:9"}
+    assert Settings.from_env(both).gbg_url == "http://127.0.0.1:9"
+
+
+def test_an_unknown_region_refuses_to_start() -> None:
+    with pytest.raises(ConfigError, match="RECEIVER_GBG_REGION: must be eu, us, au"):
+        Settings.from_env({"RECEIVER_GBG_REGION": "uk"})
 
 
 def test_webhook_username_without_password_refuses_to_start() -> None:
@@ -97,3 +136,9 @@ def test_webhook_username_without_password_refuses_to_start() -> None:
 def test_api_key_alone_or_auth_none_is_enough() -> None:
     assert Settings.from_env({"RECEIVER_WEBHOOK_API_KEY": "k"}).webhook_api_key == "k"
     assert Settings.from_env({"RECEIVER_WEBHOOK_AUTH": "none"}).webhook_auth == "none"
+
+
+def test_postgresql_without_its_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"RECEIVER_DATABASE_URL: .*gbg-receiver\[postgres\]"):
+        make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from receiver.config import Settings
-from tests.conftest import SHARED
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+SETTINGS = {"RECEIVER_" + f.name.upper() for f in fields(Settings)}
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -41,15 +42,25 @@ def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
     assert unit not in result.stderr, result.stderr  # no warning about the unit itself
 
 
-def test_env_example_lists_every_variable() -> None:
-    listed = set(re.findall(r"^(RECEIVER_[A-Z_]+)=", (DEPLOY / "env.example").read_text(), re.M))
-    ours = {"RECEIVER_" + f.name.upper() for f in fields(Settings)}
-    contract = set(re.findall(r"`(RECEIVER_[A-Z_]+)`", (SHARED / "CONTRACT.md").read_text()))
-    contract |= {"RECEIVER_GBG_" + s for s in ("CLIENT_SECRET", "USERNAME", "PASSWORD")}
-    contract |= {"RECEIVER_FORWARD_SECRET"}
-    contract -= {"RECEIVER_TEST_DATABASE_URL"}  # the test suite's, not the service's
-    assert ours - listed == set()
-    assert contract - listed == set()
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    listed = re.findall(r"^(RECEIVER_[A-Z_]+)=", (DEPLOY / "env.example").read_text(), re.M)
+    assert sorted(listed) == sorted(SETTINGS)
+
+
+def test_the_contract_documents_every_setting_and_nothing_else() -> None:
+    text = (ROOT / "docs" / "contract.md").read_text()
+    table = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for row in re.findall(r"^\| (`RECEIVER_.*?) \|", table, re.M):
+        documented |= set(re.findall(r"`(RECEIVER_[A-Z_]+)`", row))
+    assert documented == SETTINGS
+
+
+def test_the_contract_names_only_real_commands() -> None:
+    text = (ROOT / "docs" / "contract.md").read_text()
+    named = set(re.findall(r"`gbg-receiver ([a-z][a-z-]*)", text))
+    assert named - real_commands() == set()
+    assert real_commands() - named == set(), "a command the contract does not describe"
 
 
 def test_env_example_is_a_valid_configuration() -> None:
@@ -82,13 +93,16 @@ def commands(text: str) -> set[str]:
     ],
 )
 def test_deploy_files_call_real_commands(path: str) -> None:
+    used = commands((DEPLOY / path).read_text())
+    assert used, f"{path} calls no gbg-receiver command"
+    assert used - real_commands() == set(), f"{path} calls commands that do not exist"
+
+
+def real_commands() -> set[str]:
     helped = subprocess.run(
         [sys.executable, "-m", "receiver", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    real = set(re.findall(r"^  ([a-z-]+)\s", helped, re.M))
-    used = commands((DEPLOY / path).read_text())
-    assert used, f"{path} calls no gbg-receiver command"
-    assert used - real == set(), f"{path} calls commands that do not exist"
+    return set(re.findall(r"^  ([a-z][a-z-]*)\s", helped, re.M))
 
 
 def test_container_and_units_agree_on_paths() -> None:
@@ -99,5 +113,52 @@ def test_container_and_units_agree_on_paths() -> None:
     assert "USER gbg-receiver" in docker
     assert "HEALTHCHECK" in docker
     assert "/readyz" in docker
-    for copied in re.findall(r"^COPY (?!--)(\S+)", docker, re.M):
-        assert (DEPLOY.parent / copied).exists(), copied
+    copied = set()
+    for line in re.findall(r"^COPY (?!--)(.+)$", docker, re.M):
+        copied |= set(line.split()[:-1])
+    assert copied == {"requirements/runtime.txt", "pyproject.toml", "README.md", "receiver"}
+    for path in copied:
+        assert (ROOT / path).exists(), path
+
+
+def test_the_docker_context_holds_only_what_the_image_copies() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore  # everything is left out, then the few inputs let back in
+    let_in = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert let_in == {"pyproject.toml", "README.md", "requirements/runtime.txt", "receiver"}
+
+
+def demo_env(preset: dict[str, str]) -> tuple[dict[str, str], str]:
+    """What `. deploy/demo.env` leaves in a shell that had ``preset``; and what it said."""
+    shell = subprocess.run(
+        ["sh", "-c", ". deploy/demo.env && env -0"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **preset},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pairs = (item.split("=", 1) for item in shell.stdout.split("\0") if item)
+    return {k: v for k, v in pairs if k.startswith("RECEIVER_")}, shell.stderr
+
+
+def test_demo_settings_fill_only_what_is_unset_and_say_so_in_one_line() -> None:
+    alone, said = demo_env({})
+    assert said.count("\n") == 1
+    assert said.startswith("demo settings (deploy/demo.env) for unset variables:")
+    assert set(said.split(":", 1)[1].split()) == set(alone)
+    Settings.from_env(alone).check_web()  # a complete, valid configuration
+    assert Settings.from_env(alone).gbg_url == "http://127.0.0.1:8001"
+
+    mine = {"RECEIVER_API_TOKENS": "my-own-token-0123456789abcdef", "RECEIVER_WEBHOOK_API_KEY": "k"}
+    mine["RECEIVER_GBG_CLIENT_ID"] = "real-client"
+    kept, said = demo_env(mine)
+    assert {k: kept[k] for k in mine} == mine  # a configured value always wins
+    assert not any(
+        k.startswith(("RECEIVER_GBG_", "RECEIVER_WEBHOOK_USERNAME")) for k in said.split()
+    )
+    assert "RECEIVER_WEBHOOK_PASSWORD" not in kept  # an API key was chosen: no Basic added
+
+    everything, said = demo_env(alone)
+    assert everything == alone
+    assert said == ""

@@ -1,9 +1,13 @@
-"""gunicorn settings for gbg-receiver, all derived from RECEIVER_* variables."""
+"""gunicorn settings for gbg-receiver, all derived from RECEIVER_* variables.
+
+Loaded by ``gbg-receiver web`` as ``gunicorn -c python:receiver.gunicorn_conf``.
+"""
 
 import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from receiver import metrics
 from receiver.config import Settings
@@ -34,14 +38,14 @@ _metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="gbg-receiver-me
 raw_env = [f"RECEIVER_METRICS_DIR={_metrics_dir}"]
 
 
-def on_starting(server):
+def on_starting(server: Any) -> None:
     metrics.prepare(_metrics_dir)
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     metrics.worker_exited(_metrics_dir, worker.pid)
 
 
-def on_exit(server):
+def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
