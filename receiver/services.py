@@ -16,7 +16,6 @@ from receiver.metrics import Metrics
 from receiver.schedule import Policy
 from receiver.store import Store
 
-
 log = logging.getLogger("receiver.services")
 
 
