@@ -60,8 +60,8 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def gunicorn(app: str, env: dict[str, str], log: Path) -> Any:
-    """gunicorn with receiver.gunicorn_conf, exactly as `gbg-receiver web` runs it."""
-    conf = "python:receiver.gunicorn_conf"
+    """gunicorn with receiver.web.gunicorn_conf, exactly as `gbg-receiver web` runs it."""
+    conf = "python:receiver.web.gunicorn_conf"
     return process([PYTHON, "-m", "gunicorn", "-c", conf, "--chdir", str(ROOT), app], env, log)
 
 

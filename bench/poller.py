@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from bench.harness import PYTHON, environment, process, rss_kib
 from receiver.migrations import upgrade
-from receiver.simulator import SimInstance, Simulator
-from receiver.store import instances, make_engine, metadata, rate_limits
+from receiver.store.engine import make_engine
+from receiver.store.schema import instances, metadata, rate_limits
+from receiver.testing.simulator import SimInstance, Simulator
 
 INSTANCES = 10_000
 WINDOW = 12.0  # seconds of steady state measured per configuration

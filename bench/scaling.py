@@ -10,8 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from receiver.migrations import upgrade
-from receiver.schedule import Policy
-from receiver.store import Store, due_selection, instances, make_engine, metadata
+from receiver.store import Store
+from receiver.store.engine import Database, make_engine
+from receiver.store.instances import due_selection
+from receiver.store.schema import instances, metadata
 
 SIZES = (1_000, 100_000, 1_000_000)
 DUE = 100
@@ -72,7 +74,7 @@ def fill(engine: sa.Engine, total: int, now: float) -> None:
 def measure(database_url: str) -> dict[str, Any]:
     engine = make_engine(database_url)
     upgrade(engine)
-    store = Store(engine, Policy())
+    store = Store(Database(engine))
     results: dict[str, Any] = {"sizes": {}}
     now = time.time()
     for size in SIZES:

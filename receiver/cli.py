@@ -17,10 +17,13 @@ from urllib.parse import urlsplit
 
 import click
 
+from receiver import usecases
 from receiver.config import Settings, child_environ
+from receiver.domain.model import INSTANCE_ID
 from receiver.errors import ConfigError, StoreUnavailable
 from receiver.log import configure_logging
 from receiver.services import Services, build_services
+from receiver.shapes import instance_json
 
 log = logging.getLogger("receiver.cli")
 
@@ -74,15 +77,15 @@ def migrate() -> None:
 
 @main.command()
 def web() -> NoReturn:
-    """Serve the webhook and the API with gunicorn (receiver.gunicorn_conf, receiver.wsgi)."""
+    """Serve the webhook and the API with gunicorn, with the settings in receiver.web."""
     _web_settings()  # a bad variable stops here, with its name, before gunicorn starts
     args = [
         sys.executable,
         "-m",
         "gunicorn",
         "-c",
-        "python:receiver.gunicorn_conf",
-        "receiver.wsgi:app",
+        "python:receiver.web.gunicorn_conf",
+        "receiver.web.wsgi:app",
     ]
     os.execv(sys.executable, args)  # noqa: S606 - becomes gunicorn; signals reach it directly
 
@@ -90,7 +93,7 @@ def web() -> NoReturn:
 @main.command()
 def poller() -> None:
     """Run the polling fallback (any number of pollers may run at once)."""
-    from receiver import poller as polling
+    from receiver.workers import worker
 
     services = _services()
     if services.gbg is None:
@@ -98,7 +101,7 @@ def poller() -> None:
             "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials "
             "(RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET)"
         )
-    polling.run(services)
+    worker.run(services)
 
 
 @main.command()
@@ -219,12 +222,13 @@ def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
 @click.argument("source_url")
 def copy_store(source_url: str) -> None:
     """Copy every row from SOURCE_URL into the (migrated, empty) RECEIVER_DATABASE_URL."""
-    from receiver.store import Store
+    from receiver.store.copy import copy_from
+    from receiver.store.engine import Database
 
     services = _services()
-    source = Store.from_url(source_url, services.store.policy)
     try:
-        copied = _store_call(lambda: services.store.copy_from(source))
+        source = Database.from_url(source_url)
+        copied = _store_call(lambda: copy_from(source, services.store.db))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{n} {table}" for table, n in copied.items()) + " copied")
@@ -239,10 +243,8 @@ def copy_store(source_url: str) -> None:
 )
 def purge(days: float | None) -> None:
     """Delete raw deliveries and state documents older than the retention period."""
-    from receiver import retention
-
     services = _services()
-    deleted, dropped = _store_call(lambda: retention.purge(services, days))
+    deleted, dropped = _store_call(lambda: usecases.purge(services, days))
     click.echo(f"deleted {deleted} deliveries, dropped {dropped} state documents")
 
 
@@ -251,15 +253,10 @@ def purge(days: float | None) -> None:
 @click.option("--reference", default=None, help="Your own reference for the journey.")
 def register(instance_id: str, reference: str | None) -> None:
     """Register an instance; its webhook timeout starts now."""
-    from receiver.api import instance_json
-    from receiver.reconcile import INSTANCE_ID, Registered
-
     if not INSTANCE_ID.fullmatch(instance_id):
         raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
     services = _services()
-    decision = _store_call(
-        lambda: services.store.apply(Registered(instance_id, reference), services.clock())
-    )
+    decision = _store_call(lambda: usecases.register(services, instance_id, reference))
     _print(instance_json(decision.instance))
 
 
@@ -267,8 +264,6 @@ def register(instance_id: str, reference: str | None) -> None:
 @click.argument("instance_id")
 def show(instance_id: str) -> None:
     """Show one instance."""
-    from receiver.api import instance_json
-
     services = _services()
     instance = _store_call(lambda: services.store.get(instance_id))
     if instance is None:
@@ -280,15 +275,12 @@ def show(instance_id: str) -> None:
 @click.argument("instance_id")
 def poll(instance_id: str) -> None:
     """Fetch an instance's state from GBG now (resumes a given-up instance)."""
-    from receiver import poller as polling
-    from receiver.api import instance_json
-
     services = _services()
     if services.gbg is None:
         raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
     if _store_call(lambda: services.store.get(instance_id)) is None:
         raise click.ClickException(f"no such instance: {instance_id}")
-    instance = _store_call(lambda: polling.poll_now(services, instance_id))
+    instance = _store_call(lambda: usecases.poll_now(services, instance_id))
     if instance is None:
         raise click.ClickException("a poller is fetching it right now; try again in a second")
     _print(instance_json(instance))
@@ -299,12 +291,8 @@ def poll(instance_id: str) -> None:
 @click.option("--limit", default=50, type=click.IntRange(1, 1000))
 def list_(status: str | None, limit: int) -> None:
     """List instances, newest first."""
-    from receiver.api import instance_json
-
     services = _services()
-    page, _ = _store_call(
-        lambda: services.store.list_instances(status=status, limit=limit, cursor=None)
-    )
+    page = _store_call(lambda: services.store.page(status=status, limit=limit, after=None))
     for instance in page:
         click.echo(json.dumps(instance_json(instance)))
 
@@ -332,8 +320,8 @@ def simulator(
     webhook_api_key: str | None,
     webhook_api_key_header: str,
 ) -> None:
-    """Run the bundled GBG GO simulator (see receiver/simulator.py for its control surface)."""
-    from receiver.simulator import Simulator, WebhookModule
+    """Run the bundled GBG GO simulator (receiver/testing/simulator.py: its control surface)."""
+    from receiver.testing.simulator import Simulator, WebhookModule
 
     sim = Simulator(
         client_id=client_id,

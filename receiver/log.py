@@ -15,8 +15,6 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-from gunicorn import glogging
-
 from receiver.config import Settings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -102,34 +100,3 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     handler._receiver = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-
-
-class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
-    """gunicorn's own and access logs as JSON events through the app's handler."""
-
-    _access = logging.getLogger("receiver.access")
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for logger in (self.error_log, self.access_log):
-            for handler in list(logger.handlers):
-                logger.removeHandler(handler)
-            logger.propagate = True  # to the root handler of configure_logging()
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
-            return
-        status = str(resp.status).split(None, 1)[0]
-        headers = {k.lower(): v for k, v in resp.headers}
-        self._access.info(
-            "http.access",
-            extra={
-                "remote": environ.get("REMOTE_ADDR"),
-                "method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"),
-                "status": int(status) if status.isdigit() else status,
-                "bytes": getattr(resp, "sent", None),
-                "duration_ms": round(request_time.total_seconds() * 1000, 2),
-                "request_id": headers.get("x-request-id"),
-            },
-        )

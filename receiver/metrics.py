@@ -32,6 +32,9 @@ class Metrics:
         self.webhooks = Counter(
             "gbg_receiver_webhooks", "Webhook deliveries by outcome", ["outcome"]
         )
+        self.folded = Counter(
+            "gbg_receiver_inbox_folded", "Webhook deliveries folded from the inbox into instances"
+        )
         self.fetches = Counter(
             "gbg_receiver_gbg_fetches", "GBG state fetches by outcome", ["outcome"]
         )
@@ -105,7 +108,7 @@ def _store_registry(store: Store, now: float) -> Any:
 
     class StoreCollector:
         def collect(self) -> Any:
-            facts = store.metrics_snapshot(now)
+            facts = store.snapshot(now)
             by_status = GaugeMetricFamily(
                 "gbg_receiver_instances", "Instances by status", labels=["status"]
             )
@@ -130,6 +133,16 @@ def _store_registry(store: Store, now: float) -> Any:
                 "gbg_receiver_poll_lag_seconds",
                 "How long the most overdue instance has been waiting for its fetch",
                 value=facts["poll_lag"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_inbox_depth",
+                "Webhook deliveries acknowledged and not yet folded into their instances",
+                value=facts["inbox_depth"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_inbox_oldest_age_seconds",
+                "Age of the oldest delivery waiting in the inbox",
+                value=facts["inbox_oldest_age"],
             )
 
     registry = CollectorRegistry(auto_describe=False)

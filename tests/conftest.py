@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from receiver import create_app
+from receiver import usecases
 from receiver.config import Settings
-from receiver.gbg import GbgClient
+from receiver.domain.model import Decision, Observation
+from receiver.domain.schedule import Policy
+from receiver.gbg.client import GbgClient
 from receiver.migrations import upgrade
-from receiver.schedule import Policy
 from receiver.services import Services, build_services
-from receiver.simulator import Simulator
-from receiver.store import Store, make_engine, metadata, rate_limits
+from receiver.store import Store
+from receiver.store.engine import make_engine
+from receiver.store.schema import metadata, rate_limits
+from receiver.testing.simulator import Simulator
+from receiver.web import create_app
 
 if TYPE_CHECKING:
     from tests.processes import Proc
@@ -90,11 +94,26 @@ def database_url(request: pytest.FixtureRequest, settings: Settings) -> str:
 
 
 @pytest.fixture
-def store(database_url: str, settings: Settings) -> Iterator[Store]:
-    store = Store.from_url(database_url, Policy.from_settings(settings))
+def store(database_url: str) -> Iterator[Store]:
+    store = Store.from_url(database_url)
     upgrade(store.engine)
     yield store
     store.engine.dispose()
+
+
+def apply(
+    store: Store,
+    observation: Observation,
+    now: float,
+    policy: Policy | None = None,
+    *,
+    lease_owner: str | None = None,
+) -> Decision:
+    """Fold one observation into the store, as every path does."""
+    [decision] = usecases.fold(
+        store, policy or Policy(), [(observation, now)], lease_owner=lease_owner
+    )
+    return decision
 
 
 @pytest.fixture
@@ -128,6 +147,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def store_services(settings: Settings, store: Store, clock: FakeClock) -> Services:
+    """Services over the store alone: for use cases that never call GBG."""
+    built = build_services(settings, store=store, clock=clock)
+    built.sleep = clock.sleep
+    return built
+
+
+@pytest.fixture
 def services(settings: Settings, store: Store, sim: Simulator, clock: FakeClock) -> Services:
     built = build_services(settings, store=store, gbg=gbg_client(sim), clock=clock)
     built.sleep = clock.sleep
@@ -148,9 +175,7 @@ def with_settings(services: Services, **changes: object) -> Services:
     """The same services with some settings changed (and the policy that follows)."""
     settings = replace(services.settings, **changes)  # type: ignore[arg-type]
     services.settings = settings
-    services.store.policy = replace(
-        Policy.from_settings(settings), jitter=services.store.policy.jitter
-    )
+    services.policy = replace(Policy.from_settings(settings), jitter=services.policy.jitter)
     return services
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from receiver import create_app
 from receiver.services import Services
-from receiver.simulator import Simulator
+from receiver.testing.simulator import Simulator
+from receiver.web import create_app
 from tests.conftest import API_TOKEN, with_settings
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -168,7 +168,7 @@ def test_poll_while_a_poller_holds_the_lease_is_409(client, services: Services, 
 
 
 def test_poll_resumes_a_given_up_instance(client, services: Services, sim: Simulator) -> None:  # type: ignore[no-untyped-def]
-    from receiver.simulator import Fault
+    from receiver.testing.simulator import Fault
 
     with_settings(services, poll_max_errors=1)
     sim.set_status("g-1", "InProgress")

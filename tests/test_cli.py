@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from receiver.simulator import Simulator
+from receiver.testing.simulator import Simulator
 from tests.processes import base_env, gbg_env, run
 
 
@@ -48,15 +48,20 @@ def test_commands_fail_clearly(tmp_path: Path) -> None:
 def test_purge_deletes_raw_deliveries_past_retention(tmp_path: Path) -> None:
     env = base_env(tmp_path)
     cli(env, "migrate")
-    from receiver.schedule import Policy
-    from receiver.store import Delivery, Store
+    from receiver import usecases
+    from receiver.config import Settings
+    from receiver.services import build_services
+    from receiver.store import Delivery
 
-    store = Store.from_url(env["RECEIVER_DATABASE_URL"], Policy())
-    store.record_webhook(Delivery("p-1", 1000.0, b"{}", {}, None, None), 1000.0)
-    store.engine.dispose()
+    services = build_services(Settings(database_url=env["RECEIVER_DATABASE_URL"]))
+    services.store.append_delivery(Delivery("p-1", 1000.0, b"{}", {}, None, None))
+    services.store.append_delivery(Delivery("p-2", 1000.0, b"{}", {}, None, None))
+    assert usecases.fold_inbox(services, limit=1) == 1  # p-2 stays in the inbox
+    services.store.engine.dispose()
     assert cli(env, "purge").stdout.strip() == "deleted 1 deliveries, dropped 0 state documents"
     assert cli(env, "purge", "--days", "0").returncode == 2
     assert json.loads(cli(env, "show", "p-1").stdout)["instanceId"] == "p-1"
+    assert "no such instance: p-2" in cli(env, "show", "p-2").stderr  # unfolded, and kept
 
 
 def test_store_commands_need_only_the_database_url(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from receiver import create_app
 from receiver.config import Settings
 from receiver.errors import ConfigError
-from receiver.store import make_engine
+from receiver.store.engine import make_engine
+from receiver.web import create_app
 
 BASIC = {"RECEIVER_WEBHOOK_USERNAME": "u", "RECEIVER_WEBHOOK_PASSWORD": "p"}
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from receiver.schedule import Policy
-from receiver.simulator import Simulator
-from receiver.store import Store, make_engine
+from receiver.store import Store
+from receiver.store.engine import Database, make_engine
+from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
 from tests.processes import Proc, free_port, gbg_env, post_webhook, run, wait_ready
 
@@ -101,7 +101,7 @@ def ledger_under_crashes(  # type: ignore[no-untyped-def]
 
     accepted = {i for i, status in answers.items() if 200 <= status < 300}
     engine = make_engine(database_url)
-    store = Store(engine, Policy())
+    store = Store(Database(engine))
 
     def unfinished() -> set[str]:
         with engine.connect() as conn:
@@ -180,7 +180,7 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
     empty_tables(pg_engine)
     assert PG_URL
     rate, total = 250, 10_000
-    store = Store(pg_engine, Policy())
+    store = Store(Database(pg_engine))
     now = time.time()
     ids = [f"many-{n:05d}" for n in range(total)]
     for iid in ids:
@@ -202,7 +202,7 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
     procs += pollers
     deadline = time.monotonic() + total / rate + 60
     while time.monotonic() < deadline:
-        page, _ = store.list_instances(status="in_progress", limit=1, cursor=None)
+        page = store.page(status="in_progress", limit=1, after=None)
         if not page:
             break
         time.sleep(0.5)
@@ -228,7 +228,7 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
     starts = sorted(c["start"] for c in calls)
     busiest = busiest_second(sent)
     seen = busiest_second(starts)
-    page, _ = store.list_instances(status="in_progress", limit=10, cursor=None)
+    page = store.page(status="in_progress", limit=10, after=None)
     took = starts[-1] - starts[0]
     assert overlaps == 0
     assert len(sent) == len(calls)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from receiver.domain.model import WebhookReceived
 from receiver.migrations import upgrade
-from receiver.reconcile import WebhookReceived
-from receiver.schedule import Policy
-from receiver.simulator import Fault, Simulator
 from receiver.store import Store
+from receiver.testing.simulator import Fault, Simulator
+from tests.conftest import apply
 from tests.processes import Proc, free_port, gbg_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
@@ -36,7 +36,7 @@ def poller_env(tmp_path: Path, gbg: str, name: str) -> dict[str, str]:
 
 
 def store_for(env: dict[str, str]) -> Store:
-    store = Store.from_url(env["RECEIVER_DATABASE_URL"], Policy())
+    store = Store.from_url(env["RECEIVER_DATABASE_URL"])
     upgrade(store.engine)
     return store
 
@@ -85,7 +85,7 @@ def test_fault_matrix_keeps_the_policy_and_reaches_truth(  # type: ignore[no-unt
     sim.add_fault(Fault("404", count=100, instance_id="f-gone"))  # never answers: give up
     now = time.time()
     for iid in [*(f"f-{k}" for k in FAULTS), "f-401", "f-gone"]:
-        store.apply(WebhookReceived(iid), now)
+        apply(store, WebhookReceived(iid), now)
     poller = Proc(["poller"], env, tmp_path / "poller.log")
     procs.append(poller)
     wait_for(lambda: sim.fetches("f-401"), 10)
@@ -124,7 +124,7 @@ def test_retry_after_of_429_is_honoured(  # type: ignore[no-untyped-def]
     store = store_for(env)
     sim.set_status("r-1", "Completed")
     sim.add_fault(Fault("429", count=2, retry_after=6, instance_id="r-1"))
-    store.apply(WebhookReceived("r-1"), time.time())
+    apply(store, WebhookReceived("r-1"), time.time())
     procs.append(Proc(["poller"], env, tmp_path / "poller.log"))
     wait_for(lambda: store.get("r-1").status == "completed", 30)  # type: ignore[union-attr]
     measured = gaps(sim, "r-1")
@@ -141,7 +141,7 @@ def test_connection_refused_gives_up_at_the_maximum(  # type: ignore[no-untyped-
 ) -> None:
     env = poller_env(tmp_path, f"http://127.0.0.1:{free_port()}", "refused.db")
     store = store_for(env)
-    store.apply(WebhookReceived("c-1"), time.time())
+    apply(store, WebhookReceived("c-1"), time.time())
     procs.append(Proc(["poller"], env, tmp_path / "poller.log"))
     started = time.monotonic()
     wait_for(lambda: store.get("c-1").polling_gave_up, 40)  # type: ignore[union-attr]

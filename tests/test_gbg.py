@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from receiver.domain.model import COMPLETED, IN_PROGRESS
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
-from receiver.gbg import parse_state, retry_after
-from receiver.reconcile import COMPLETED, IN_PROGRESS
-from receiver.simulator import Fault, Simulator
+from receiver.gbg.client import retry_after
+from receiver.gbg.states import parse_state
+from receiver.testing.simulator import Fault, Simulator
 from tests.conftest import gbg_client
 
 

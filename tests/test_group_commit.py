@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from receiver.errors import StoreUnavailable
-from receiver.store import GroupCommitter
+from receiver.store.groupcommit import GroupCommitter
 
 
 def test_concurrent_callers_share_writes_and_get_their_own_results() -> None:

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from receiver.reconcile import WebhookReceived
-from receiver.schedule import Policy
-from receiver.simulator import Simulator
+from receiver.domain.model import WebhookReceived
 from receiver.store import Store
-from tests.conftest import API_TOKEN, PG_URL, WEBHOOK_PASS, empty_tables
+from receiver.store.engine import Database
+from receiver.testing.simulator import Simulator
+from tests.conftest import API_TOKEN, PG_URL, WEBHOOK_PASS, apply, empty_tables
 from tests.processes import (
     API,
     HOOK,
@@ -219,13 +219,13 @@ def test_two_pollers_on_postgres_never_fetch_one_instance_at_once(
     tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine
 ) -> None:
     empty_tables(pg_engine)
-    store = Store(pg_engine, Policy())
+    store = Store(Database(pg_engine))
     sim.latency = 0.02
     ids = [f"pp-{n}" for n in range(150)]
     now = time.time()
     for iid in ids:
         sim.set_status(iid, "Completed")
-        store.apply(WebhookReceived(iid), now - 5)
+        apply(store, WebhookReceived(iid), now - 5)
     assert PG_URL
     env = gbg_env(
         tmp_path,
@@ -237,7 +237,7 @@ def test_two_pollers_on_postgres_never_fetch_one_instance_at_once(
     procs.extend(pollers)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        page, _ = store.list_instances(status="in_progress", limit=1, cursor=None)
+        page = store.page(status="in_progress", limit=1, after=None)
         if not page:
             break
         time.sleep(0.2)

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
 from tests.processes import Proc, base_env, free_port, run, wait_ready
 
-DOCUMENT = Path(__file__).resolve().parents[1] / "receiver" / "openapi.json"
+DOCUMENT = Path(__file__).resolve().parents[1] / "receiver" / "web" / "openapi.json"
 
 # Why two operations skip schemathesis's positive_data_acceptance check: a schema cannot
 # say "an instance id in one of six places" (the webhook), nor "a cursor this server

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.migrations import upgrade
-from receiver.reconcile import (
+from receiver.domain.model import (
     COMPLETED,
     Fetched,
     FetchFailed,
@@ -17,10 +16,14 @@ from receiver.reconcile import (
     Observation,
     Registered,
     WebhookReceived,
-    decide,
 )
-from receiver.schedule import Policy
+from receiver.domain.reconcile import decide
+from receiver.domain.schedule import Policy
+from receiver.migrations import upgrade
 from receiver.store import Store
+from tests.conftest import apply
+
+POLICY = Policy(jitter=0.0)
 
 pytestmark = pytest.mark.reliability
 
@@ -64,11 +67,11 @@ def test_every_interleaving_converges_with_one_status_change(figure) -> None:  #
 
 @pytest.mark.parametrize("order", ORDERS[:: len(ORDERS) // 24], ids=lambda o: "|".join(o))
 def test_interleavings_through_the_store(tmp_path: Path, order: tuple[str, ...]) -> None:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'o.db'}", Policy(jitter=0.0))
+    store = Store.from_url(f"sqlite:///{tmp_path / 'o.db'}")
     upgrade(store.engine)
-    store.apply(Registered(ID), 0.0)
+    apply(store, Registered(ID), 0.0, POLICY)
     for t, name in enumerate(order, start=1):
-        store.apply(replace(STEPS[name]), float(t))
+        apply(store, replace(STEPS[name]), float(t), POLICY)
     final = store.get(ID)
     assert final is not None
     assert outcome(final) == ("completed", "Completed", "Of Age", 500.0, None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from receiver.simulator import Simulator
+from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
 from tests.processes import (
     API,

@@ -6,27 +6,39 @@ from dataclasses import replace
 
 import pytest
 
-from receiver import create_app
-from receiver.poller import poll_once
-from receiver.reconcile import Registered, WebhookReceived
+from receiver import usecases
+from receiver.domain.model import WebhookReceived
 from receiver.services import Services
-from receiver.simulator import Fault, Simulator
+from receiver.store.rate import FetchSlots
+from receiver.testing.simulator import Fault, Simulator
+from receiver.web import create_app
+from receiver.workers.poller import Poller, Report
 from tests.conftest import FakeClock, gbg_client, with_settings
+
+
+def poll_once(services: Services) -> Report:
+    """One look for due work by the worker's own engine; answer what the fetches came to."""
+    poller = Poller(services)
+    try:
+        poller.drain()
+        return poller.wait()
+    finally:
+        poller.close()
 
 
 @pytest.fixture
 def exact(services: Services) -> Services:
     """Services whose schedule has no jitter, so intervals can be pinned exactly."""
-    services.store.policy = replace(services.store.policy, jitter=0.0)
+    services.policy = replace(services.policy, jitter=0.0)
     return services
 
 
 def register(services: Services, instance_id: str) -> None:
-    services.store.apply(Registered(instance_id), services.clock())
+    usecases.register(services, instance_id, None)
 
 
 def webhook(services: Services, instance_id: str) -> None:
-    services.store.apply(WebhookReceived(instance_id, "Completed"), services.clock())
+    usecases.observe(services, WebhookReceived(instance_id, "Completed"), services.clock())
 
 
 def poll_until_due(services: Services, clock: FakeClock, instance_id: str) -> float:
@@ -91,10 +103,13 @@ def test_duplicate_and_late_webhooks_change_nothing_and_fetch_nothing(
             client.post("/webhooks/gbg", json={"instanceId": "d-1"}, headers=basic()).status_code
             == 202
         )
+    usecases.fold_inbox(services)
     clock.advance(1)
     poll_once(services)
     late = client.post("/webhooks/gbg", json={"instanceId": "d-1"}, headers=basic())
-    assert late.get_json()["status"] == "completed"
+    assert late.get_json() == {"instanceId": "d-1"}
+    usecases.fold_inbox(services)
+    assert services.store.get("d-1").status == "completed"  # type: ignore[union-attr]
     clock.advance(3600)
     assert poll_once(services).claimed == 0
     assert len(sim.fetches("d-1")) == 1
@@ -151,14 +166,15 @@ def test_retry_after_of_a_429_is_honoured_for_the_instance_and_all_fetches(
     after = exact.store.get("r-1")
     assert after is not None
     assert after.next_poll_at == pytest.approx(clock() + 40, abs=0.5)
-    assert exact.store.reserve_fetch(clock(), 20.0) >= clock() + 39  # every poller waits
+    other_poller = FetchSlots(exact.store.db, 20.0)
+    assert other_poller.take(clock) >= clock() + 39  # every poller waits
 
 
 def test_gives_up_after_the_maximum_then_a_webhook_resumes(
     exact: Services, sim: Simulator, clock: FakeClock
 ) -> None:
     with_settings(exact, poll_max_errors=3)
-    exact.store.policy = replace(exact.store.policy, jitter=0.0)
+    exact.policy = replace(exact.policy, jitter=0.0)
     sim.set_status("g-1", "Completed")
     webhook(exact, "g-1")
     sim.add_fault(Fault("503", count=3))
@@ -181,7 +197,7 @@ def test_instances_past_their_ttl_expire_and_yield_to_a_real_completion(
     sim.create("x-1")
     register(services, "x-1")
     clock.advance(services.settings.instance_ttl + 1)
-    assert poll_once(services).expired == 1
+    assert usecases.expire(services, clock()) == 1
     assert services.store.get("x-1").status == "expired"  # type: ignore[union-attr]
     sim.set_status("x-1", "Failed")
     webhook(services, "x-1")
@@ -208,15 +224,22 @@ def test_both_state_api_versions_reach_truth(
     assert sim.fetches("v-1")[0]["version"] == version
 
 
-def test_a_batch_is_at_most_the_concurrency_and_one_token_serves_all(
+def test_requests_in_flight_stay_within_the_concurrency_and_one_token_serves_all(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    for n in range(20):
+    sim.latency = 0.05
+    for n in range(40):
         sim.set_status(f"b-{n}", "Completed")
         webhook(services, f"b-{n}")
     clock.advance(1)
-    reports = [poll_once(services) for _ in range(3)]
-    assert [r.claimed for r in reports] == [8, 8, 4]
-    assert sum(r.final for r in reports) == 20
+    report = poll_once(services)
+    assert (report.claimed, report.final, report.errors) == (40, 40, 0)
+    moments = sorted(
+        [(c["start"], 1) for c in sim.fetches()] + [(c["end"], -1) for c in sim.fetches()]
+    )
+    in_flight = [0]
+    for _, step in moments:
+        in_flight.append(in_flight[-1] + step)
+    assert max(in_flight) == services.settings.poll_concurrency  # busy, never more
     assert sim.token_requests == 1
-    assert len(sim.fetches()) == 20
+    assert len(sim.fetches()) == 40

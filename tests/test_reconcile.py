@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from receiver.reconcile import (
+from receiver.domain.model import (
     COMPLETED,
     EXPIRED,
     FAILED,
@@ -17,10 +17,10 @@ from receiver.reconcile import (
     TtlPassed,
     UnknownInstance,
     WebhookReceived,
-    decide,
     normalize_status,
 )
-from receiver.schedule import Policy
+from receiver.domain.reconcile import decide
+from receiver.domain.schedule import Policy
 
 POLICY = Policy(jitter=0.0)
 NOW = 10_000.0

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.schedule import SLOWDOWN_AFTER, Policy, next_poll_at
+from receiver.domain.schedule import SLOWDOWN_AFTER, Policy, next_poll_at
 
 EXACT = Policy(jitter=0.0)
 

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from receiver import create_app
+from receiver import usecases
 from receiver.config import Settings
 from receiver.services import Services, build_services
 from receiver.store import Store
+from receiver.web import create_app
 from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, with_settings
 
 URL = "/webhooks/gbg"
@@ -21,32 +22,44 @@ def basic(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASS) -> dict[str, s
 
 
 def nothing_stored(store: Store) -> bool:
-    page, _ = store.list_instances(status=None, limit=10, cursor=None)
-    return page == [] and store.events_after(0, 10) == []
+    page = store.page(status=None, limit=10, after=None)
+    inbox = store.snapshot(0.0)["inbox_depth"]
+    return page == [] and inbox == 0 and store.events_after(0, 10) == []
 
 
-def test_accepted_only_after_commit_with_status(client, store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+def test_accepted_once_in_the_inbox_and_folded_by_a_worker(  # type: ignore[no-untyped-def]
+    client, services: Services, store: Store, clock
+) -> None:
     body = {"instanceId": "abc-123", "status": "Completed", "message": "done"}
     answer = client.post(URL, json=body, headers=basic())
     assert answer.status_code == 202
-    assert answer.get_json() == {"instanceId": "abc-123", "status": "in_progress"}
+    assert answer.get_json() == {"instanceId": "abc-123"}
+    [waiting] = store.deliveries_for("abc-123")
+    assert waiting["folded_at"] is None  # committed before the 202, folded later
+    assert store.get("abc-123") is None
+    clock.advance(0.05)
+    assert usecases.fold_inbox(services) == 1
     instance = store.get("abc-123")
     assert instance is not None
     assert instance.status == "in_progress"  # the webhook alone never finalises
     assert instance.webhook_claim == "Completed"
-    assert instance.next_poll_at == clock() + 1.0  # confirming fetch after RECEIVER_CONFIRM_DELAY
+    # The confirming fetch is due RECEIVER_CONFIRM_DELAY after the webhook arrived.
+    assert instance.next_poll_at == clock() - 0.05 + 1.0
     [stored] = store.deliveries_for("abc-123")
     assert json.loads(stored["body"]) == body
     assert "Authorization" not in stored["headers"]
     assert stored["peer"] == "127.0.0.1"
 
 
-def test_duplicate_webhook_is_acknowledged_and_harmless(client, store: Store) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_webhook_is_acknowledged_and_harmless(  # type: ignore[no-untyped-def]
+    client, services: Services, store: Store
+) -> None:
     for _ in range(3):
         assert client.post(URL, json={"instanceId": "dup-1"}, headers=basic()).status_code == 202
+    assert usecases.fold_inbox(services) == 3
     assert len(store.deliveries_for("dup-1")) == 3
     assert store.events_after(0, 10) == []
-    page, _ = store.list_instances(status=None, limit=10, cursor=None)
+    page = store.page(status=None, limit=10, after=None)
     assert len(page) == 1
 
 
@@ -63,8 +76,8 @@ def test_duplicate_webhook_is_acknowledged_and_harmless(client, store: Store) ->
     ],
 )
 def test_instance_id_is_found_in_every_listed_place(client, store, body, query) -> None:  # type: ignore[no-untyped-def]
-    assert client.post(URL + query, json=body, headers=basic()).status_code == 202
-    assert store.get("id-a") is not None
+    assert client.post(URL + query, json=body, headers=basic()).get_json() == {"instanceId": "id-a"}
+    assert [d["instance_id"] for d in store.deliveries_for("id-a")] == ["id-a"]
 
 
 def test_any_content_type_that_parses_is_accepted(client, store) -> None:  # type: ignore[no-untyped-def]
@@ -128,7 +141,7 @@ def test_body_over_the_limit_is_413(services: Services, store: Store) -> None:
     big = client.post(URL, json={"instanceId": "s-2", "pad": "x" * 100}, headers=basic())
     assert (ok.status_code, big.status_code) == (202, 413)
     assert big.mimetype == "application/problem+json"
-    assert store.get("s-2") is None
+    assert store.deliveries_for("s-2") == []
 
 
 @pytest.fixture
@@ -152,8 +165,8 @@ def test_api_key_in_the_configured_header(api_key_client, store) -> None:  # typ
     assert (ok.status_code, wrong.status_code, other_header.status_code) == (202, 401, 401)
     assert wrong.headers["WWW-Authenticate"] == 'ApiKey header="X-GBG-Key"'
     assert "X-Gbg-Key" not in store.deliveries_for("k-1")[0]["headers"]
-    assert store.get("k-2") is None
-    assert store.get("k-3") is None
+    assert store.deliveries_for("k-2") == []
+    assert store.deliveries_for("k-3") == []
 
 
 def test_api_key_in_authorization_basic_may_be_base64(services: Services) -> None:

@@ -1,25 +1,25 @@
-"""/api/v1 for the application that started the journeys, and the health checks."""
+"""/api/v1 for the application that started the journeys (bearer tokens)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import json
 import logging
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, current_app, request
 
-from receiver import poller
+from receiver import usecases
+from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
 from receiver.errors import Problem
-from receiver.reconcile import INSTANCE_ID, STATUSES, Instance, Registered
 from receiver.services import Services
-from receiver.store import decode_cursor
-from receiver.webhook import parse_object, read_body
+from receiver.shapes import event_json, instance_json
+from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-health = Blueprint("health", __name__)
 
 MAX_PAGE = 1000
 
@@ -57,7 +57,7 @@ def register() -> tuple[dict[str, Any], int]:
     if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
         raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
     services = _services()
-    decision = services.store.apply(Registered(instance_id, reference), services.clock())
+    decision = usecases.register(services, instance_id, reference)
     return instance_json(decision.instance), 201 if decision.created else 200
 
 
@@ -72,14 +72,16 @@ def list_instances() -> dict[str, Any]:
     if status is not None and status not in STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
     cursor = request.args.get("cursor") or None
+    after = None
     if cursor is not None:
         try:
-            decode_cursor(cursor)
+            after = decode_cursor(cursor)
         except ValueError:
             raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
-    page, next_cursor = _services().store.list_instances(
-        status=status, limit=_int_arg("limit", 100, 1, MAX_PAGE), cursor=cursor
-    )
+    limit = _int_arg("limit", 100, 1, MAX_PAGE)
+    rows = _services().store.page(status=status, limit=limit + 1, after=after)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return {"instances": [instance_json(i) for i in page], "nextCursor": next_cursor}
 
 
@@ -89,7 +91,7 @@ def poll(instance_id: str) -> dict[str, Any]:
     _known(instance_id)
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
-    instance = poller.poll_now(services, instance_id)
+    instance = usecases.poll_now(services, instance_id)
     if instance is None:
         raise Problem(409, "Poll in progress", "a poller is fetching it now", {"Retry-After": "1"})
     return instance_json(instance)
@@ -100,47 +102,9 @@ def events() -> dict[str, Any]:
     after = _int_arg("after", 0, 0, 2**63 - 1)
     rows = _services().store.events_after(after, _int_arg("limit", 100, 1, MAX_PAGE))
     return {
-        "events": [
-            {
-                "seq": r["seq"],
-                "instanceId": r["instance_id"],
-                "status": r["status"],
-                "previousStatus": r["previous_status"],
-                "source": r["source"],
-                "at": rfc3339(r["at"]),
-            }
-            for r in rows
-        ],
+        "events": [event_json(r) for r in rows],
         "nextAfter": rows[-1]["seq"] if rows else after,
     }
-
-
-@health.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health.get("/openapi.json")
-def openapi() -> Response:
-    document = (Path(__file__).parent / "openapi.json").read_bytes()
-    return Response(document, content_type="application/json")
-
-
-@health.get("/metrics")
-def metrics() -> Response:
-    services = _services()
-    text, content_type = services.metrics.render(services.store, services.clock())
-    return Response(text, content_type=content_type)
-
-
-@health.get("/readyz")
-def readyz() -> tuple[dict[str, str], int]:
-    try:
-        _services().store.ping()
-    except Exception:  # readiness answers for any failure of the store, whatever its kind
-        log.warning("readyz.store_down")
-        return {"status": "store unavailable"}, 503
-    return {"status": "ready"}, 200
 
 
 def _known(instance_id: str) -> Instance:
@@ -165,30 +129,18 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def encode_cursor(last: Instance) -> str:
+    raw = json.dumps([last.registered_at, last.instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def instance_json(i: Instance) -> dict[str, Any]:
-    """The contract's instance shape."""
-    return {
-        "instanceId": i.instance_id,
-        "reference": i.reference,
-        "status": i.status,
-        "gbgStatus": i.gbg_status,
-        "outcome": i.outcome,
-        "result": i.result,
-        "journey": i.journey,
-        "registeredAt": rfc3339(i.registered_at),
-        "webhookReceivedAt": rfc3339(i.webhook_received_at),
-        "lastPolledAt": rfc3339(i.last_polled_at),
-        "completedAt": rfc3339(i.completed_at),
-        "nextPollAt": rfc3339(i.next_poll_at),
-        "pollErrors": i.poll_errors,
-        "pollingGaveUp": bool(i.polling_gave_up),
-        "webhookClaim": i.webhook_claim,
-        "source": i.source,
-        "updatedAt": rfc3339(i.updated_at),
-    }
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raise ValueError for anything that is not a cursor this server made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, last_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
+        raise ValueError("malformed cursor")
+    return float(at), last_id

@@ -13,13 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
+from receiver.domain.model import GbgState
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
-from receiver.reconcile import IN_PROGRESS, GbgState, normalize_status
+from receiver.gbg.states import parse_state
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ _PATHS = {
     "v1": {"start": "/captain/api/journey/start", "fetch": "/captain/api/journey/state/fetch"},
     "v2": {"start": "/v2/captain/journey/start", "fetch": "/v2/captain/journey/state/fetch"},
 }
-_JOURNEY_KEYS = ("name", "id", "version", "startedAt", "endedAt", "durationMilliSec")
 
 
 class GbgClient:
@@ -174,64 +173,3 @@ def retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
-    """One typed observation from a v1 or v2 state answer."""
-    raw_status = body.get("status")
-    if not isinstance(raw_status, str) or not raw_status:
-        raise GbgUnavailable("state answer without a status", kind="garbage")
-    status = normalize_status(raw_status)
-    if status is None:
-        # An undocumented status is no proof the journey ended: keep polling, say so.
-        log.warning("gbg.unknown_status", extra={"gbg_status": raw_status[:64]})
-        status = IN_PROGRESS
-    context = _dict(body.get("context"))
-    process = _dict(context.get("process"))
-    journey_doc = _dict(process.get("journey"))
-    meta = _dict(body.get("metaData"))
-    journey = {k: journey_doc[k] for k in _JOURNEY_KEYS if k in journey_doc}
-    if not journey and meta:
-        journey = {"startedAt": meta.get("createdTime"), "endedAt": meta.get("completedTime")}
-    outcome = None
-    for step in process.get("steps") or []:
-        found = _dict(_dict(step).get("result")).get("outcome")
-        if isinstance(found, str) and found:
-            outcome = found
-    result = context.get("result")
-    return GbgState(
-        status=status,
-        gbg_status=raw_status[:64],
-        outcome=outcome[:256] if outcome else None,
-        result=result if isinstance(result, dict) else None,
-        journey=journey or None,
-        completed_at=_timestamp(journey_doc.get("endedAt") or meta.get("completedTime")),
-        document=body if store_pii else _without_subject(body),
-    )
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _without_subject(value: Any) -> Any:
-    """A copy with every ``subject`` (GBG's personal data) removed, at any depth."""
-    if isinstance(value, dict):
-        return {k: _without_subject(v) for k, v in value.items() if k != "subject"}
-    if isinstance(value, list):
-        return [_without_subject(v) for v in value]
-    return value
-
-
-def _timestamp(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / (1000.0 if value > 1e11 else 1.0)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # GBG's times are UTC
-    return parsed.timestamp()

@@ -1,13 +1,16 @@
 """gunicorn settings for gbg-receiver, all derived from RECEIVER_* variables.
 
-Loaded by ``gbg-receiver web`` as ``gunicorn -c python:receiver.gunicorn_conf``.
+Loaded by ``gbg-receiver web`` as ``gunicorn -c python:receiver.web.gunicorn_conf``.
 """
 
+import logging
 import os
 import shutil
 import sys
 import tempfile
 from typing import Any
+
+from gunicorn import glogging
 
 from receiver import metrics
 from receiver.config import Settings
@@ -27,7 +30,7 @@ keepalive = 5
 # The app's ProxyFix alone decides which forwarded headers to believe, for exactly
 # RECEIVER_TRUSTED_PROXIES hops; gunicorn itself believes none of them.
 forwarded_allow_ips = ""
-logger_class = "receiver.log.GunicornLogger"
+logger_class = "receiver.web.gunicorn_conf.GunicornLogger"
 accesslog = "-"  # one JSON "http.access" event per request, on stdout with the app's logs
 # gunicorn's control socket lives at one path per user; two services would fight over it.
 control_socket_disable = True
@@ -49,3 +52,34 @@ def child_exit(server: Any, worker: Any) -> None:
 def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
+    """gunicorn's own and access logs as JSON events through the app's handler."""
+
+    _access = logging.getLogger("receiver.access")
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True  # to the root handler of configure_logging()
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = str(resp.status).split(None, 1)[0]
+        headers = {k.lower(): v for k, v in resp.headers}
+        self._access.info(
+            "http.access",
+            extra={
+                "remote": environ.get("REMOTE_ADDR"),
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": int(status) if status.isdigit() else status,
+                "bytes": getattr(resp, "sent", None),
+                "duration_ms": round(request_time.total_seconds() * 1000, 2),
+                "request_id": headers.get("x-request-id"),
+            },
+        )

@@ -1,8 +1,9 @@
-"""POST /webhooks/gbg: authenticate, parse, store, acknowledge.
+"""POST /webhooks/gbg: authenticate, validate, append to the inbox, acknowledge.
 
 GBG's Webhook module fires before the journey ends, and its body is not published. So
-this view only finds the instance id, keeps the raw delivery and asks for a confirming
-state fetch; it answers 202 after the commit and never decides a final status.
+this view only finds the instance id and commits the delivery to the inbox; it answers
+202 after that commit. A worker folds the delivery into its instance (asking for a
+confirming state fetch) a moment later; nothing here decides a status.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import time
 from typing import Any
 
 from flask import Blueprint, current_app, request
 
+from receiver import usecases
 from receiver.config import Settings
+from receiver.domain.model import INSTANCE_ID
 from receiver.errors import Problem
-from receiver.reconcile import INSTANCE_ID
 from receiver.services import Services
-from receiver.store import Delivery
+from receiver.store.inbox import Delivery
+from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.webhook")
 bp = Blueprint("webhook", __name__)
@@ -35,7 +37,6 @@ ID_PATHS = (
     ("context", "process", "instance", "instanceId"),
 )
 CLAIM_PATHS = (("status",), ("data", "status"), ("context", "status"), ("journeyStatus",))
-DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 
 
@@ -57,18 +58,17 @@ def receive() -> tuple[dict[str, Any], int]:
         peer=request.remote_addr,
         claim=str(claim)[:64] if claim is not None else None,
     )
-    decision = services.store.record_webhook(delivery, delivery.received_at)
+    usecases.record_webhook(services, delivery)
     log.info(
         "webhook.accepted",
         extra={
             "instance_id": instance_id,
-            "new_instance": decision.created,
             "peer": request.remote_addr,
             "scheme": request.scheme,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
-    return {"instanceId": instance_id, "status": decision.instance.status}, 202
+    return {"instanceId": instance_id}, 202
 
 
 def authenticate(settings: Settings) -> None:
@@ -108,46 +108,6 @@ def _basic_matches(header: str, username: str, password: str) -> bool:
     same_user = hmac.compare_digest(user, username.encode())
     same_secret = hmac.compare_digest(secret, password.encode())
     return scheme.lower() == "basic" and same_user and same_secret
-
-
-def read_body() -> bytes:
-    """The request body, streamed and never buffered past the limit; 413 beyond it.
-
-    Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without an error, so the app
-    sets that one byte above the limit and a body that reaches it is refused here.
-    """
-    limit = current_app.config["MAX_CONTENT_LENGTH"] - 1
-    declared = request.content_length or 0
-    body = b"" if declared > limit else request.get_data(cache=False)
-    if max(declared, len(body)) > limit:
-        _discard_rest(request.environ["wsgi.input"])
-        raise Problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
-    return body
-
-
-def _discard_rest(stream: Any) -> None:
-    """Read what the sender is still sending (up to a bound), so it sees our 413.
-
-    Closing on a client that is still writing makes it fail with a broken pipe before
-    it reads the answer; past DRAIN_LIMIT the connection is closed all the same.
-    """
-    left = DRAIN_LIMIT
-    while left > 0:
-        chunk = stream.read(min(65536, left))
-        if not chunk:
-            return
-        left -= len(chunk)
-
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400/422 problem."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise Problem(400, "Malformed body", "the body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise Problem(422, "Unprocessable body", "the body must be a JSON object")
-    return payload
 
 
 def find_instance_id(payload: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""GBG GO: the HTTP client (tokens, state fetch) and the reading of its answers."""

@@ -1,0 +1,114 @@
+"""The state store: the only package with SQL (SQLAlchemy Core, no ORM).
+
+Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialects and
+transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
+``events`` (the status-change log), ``rate`` (the shared fetch rate), ``stats`` and
+``copy``. ``Store`` runs each single-step operation in its own transaction; a use case
+that must lock, decide and save in one transaction calls ``transaction`` with the
+adapter functions instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from receiver.domain.model import Instance
+from receiver.store import events, inbox, instances, rate, stats
+from receiver.store.engine import Database
+from receiver.store.groupcommit import GroupCommitter
+from receiver.store.inbox import Delivery
+
+_T = TypeVar("_T")
+
+__all__ = ["Database", "Delivery", "Store"]
+
+
+class Store:
+    """One database and the operations the service runs on it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.engine = db.engine
+        self.is_postgres = db.is_postgres
+        self._inbox = GroupCommitter(self._append)
+
+    @classmethod
+    def from_url(cls, url: str, *, connections: int = 5) -> Store:
+        return cls(Database.from_url(url, connections=connections))
+
+    def transaction(self, work: Callable[[Connection], _T]) -> _T:
+        return self.db.transaction(work)
+
+    def ping(self) -> None:
+        self.db.ping()
+
+    # -- the inbox -------------------------------------------------------------------------
+
+    def append_delivery(self, delivery: Delivery) -> None:
+        """Commit one delivery to the inbox; concurrent callers share a commit."""
+        self._inbox.submit(delivery)
+
+    def _append(self, batch: list[tuple[Delivery]]) -> list[None]:
+        with self.db.write() as conn:
+            inbox.append(conn, [d for (d,) in batch])
+        return [None] * len(batch)
+
+    def deliveries_for(self, instance_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return inbox.for_instance(conn, instance_id)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, instance_id: str) -> Instance | None:
+        with self.db.read() as conn:
+            return instances.get(conn, instance_id)
+
+    def page(
+        self, *, status: str | None, limit: int, after: tuple[float, str] | None
+    ) -> list[Instance]:
+        with self.db.read() as conn:
+            return instances.page(conn, status=status, limit=limit, after=after)
+
+    def events_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return events.after(conn, seq, limit)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return stats.snapshot(conn, now)
+
+    def past_ttl(self, before: float, limit: int) -> list[str]:
+        with self.db.read() as conn:
+            return instances.past_ttl(conn, before, limit)
+
+    def leases(self) -> list[tuple[str, str, float]]:
+        with self.db.read() as conn:
+            return instances.leases(conn)
+
+    # -- claims and the shared rate ------------------------------------------------------------
+
+    def claim_due(self, owner: str, now: float, limit: int, lease: float) -> list[Instance]:
+        with self.db.write() as conn:
+            return instances.claim_due(conn, owner, now, limit, lease)
+
+    def claim(self, instance_id: str, owner: str, now: float, lease: float) -> bool:
+        with self.db.write() as conn:
+            return instances.claim(conn, instance_id, owner, now, lease)
+
+    def release(self, owner: str, instance_id: str | None = None) -> int:
+        with self.db.write() as conn:
+            return instances.release(conn, owner, instance_id)
+
+    def pause_fetches(self, until: float) -> None:
+        with self.db.write() as conn:
+            rate.pause(conn, until)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def purge(self, before: float) -> tuple[int, int]:
+        """Delete folded deliveries and drop state documents older than ``before``."""
+        with self.db.write() as conn:
+            return inbox.purge(conn, before), instances.drop_states(conn, before)

@@ -1,0 +1,40 @@
+"""Copy a whole store into an empty one: the move from SQLite to PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from receiver.store.engine import Database
+from receiver.store.schema import deliveries, events, instances, rate_limits
+
+
+def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str, int]:
+    """Copy every row of ``source`` into the empty ``target`` (SQLite -> PostgreSQL).
+
+    Keys are kept, so event ``seq`` values and delivery ids stay what readers saw.
+    """
+    copied: dict[str, int] = {}
+    with target.write() as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar():
+            raise ValueError("the target store already has instances")
+        for table in (instances, deliveries, events, rate_limits):
+            conn.execute(table.delete())
+            key = next(iter(table.primary_key.columns))
+            copied[table.name], last = 0, None
+            while True:
+                query = sa.select(table).order_by(key).limit(batch)
+                if last is not None:
+                    query = query.where(key > last)
+                with source.read() as read:
+                    rows = [dict(r._mapping) for r in read.execute(query)]
+                if not rows:
+                    break
+                conn.execute(table.insert(), rows)
+                copied[table.name] += len(rows)
+                last = rows[-1][key.name]
+        if target.is_postgres:  # the next seq and id continue after the copied ones
+            for column in (events.c.seq, deliveries.c.id):
+                highest = sa.select(sa.func.max(column)).scalar_subquery()
+                sequence = sa.func.pg_get_serial_sequence(column.table.name, column.name)
+                conn.execute(sa.select(sa.func.setval(sequence, sa.func.greatest(highest, 1))))
+    return copied

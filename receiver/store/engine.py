@@ -1,0 +1,157 @@
+"""The database: engines tuned per dialect, and transactions that turn an outage into
+StoreUnavailable.
+
+One code path for SQLite (WAL, synchronous=FULL, writers take the lock up front with
+BEGIN IMMEDIATE and queue through a file lock) and PostgreSQL (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+
+from receiver.errors import ConfigError, StoreUnavailable
+
+_T = TypeVar("_T")
+_RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
+_DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+class Raced(Exception):
+    """Another transaction inserted a row this one meant to create: run it again."""
+
+
+class Database:
+    """One engine, its dialect, and the two kinds of transaction the adapters run in."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        database = engine.url.database
+        self._writers: Any = (
+            WriterQueue(database + ".writer-lock")
+            if not self.is_postgres and database and database != ":memory:"
+            else contextlib.nullcontext()
+        )
+
+    @classmethod
+    def from_url(cls, url: str, *, connections: int = 5) -> Database:
+        return cls(make_engine(url, connections=connections))
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on leaving the block."""
+        try:
+            with self._writers, self.engine.begin() as conn:
+                yield conn
+        except _DB_DOWN as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(sqlite_begin="DEFERRED")
+        except _DB_DOWN as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def transaction(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work(conn)`` in a write transaction; again if a concurrent insert won."""
+        for _ in range(_RACE_RETRIES):
+            try:
+                with self.write() as conn:
+                    return work(conn)
+            except Raced:
+                continue
+        raise StoreUnavailable("lost the race to create a row too often")
+
+    def ping(self) -> None:
+        with self.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+
+class WriterQueue:
+    """SQLite writers of every process take turns through one file lock.
+
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps
+    (up to 100 ms each), which turns a busy moment into second-long tails. A blocking
+    flock wakes the next writer the moment the lock is free instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # the threads of one process queue here first
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._pid != os.getpid():  # a forked child needs its own open file
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        self._lock.release()
+
+
+def make_engine(url: str, *, connections: int = 5) -> Engine:
+    """An engine with the settings each dialect needs for this workload.
+
+    ``connections`` is how many a process keeps open to PostgreSQL (opened as needed):
+    as many as its threads that write at once, so none is opened and closed per call.
+    """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        try:
+            # A short connect timeout turns a dead database into a prompt 503, not a hang.
+            return sa.create_engine(
+                url,
+                pool_size=connections,
+                max_overflow=connections,
+                connect_args={"connect_timeout": 5},
+            )
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                [
+                    f"RECEIVER_DATABASE_URL: PostgreSQL needs the {exc.name} driver: "
+                    "pip install 'gbg-receiver[postgres]'"
+                ]
+            ) from None
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a 2xx means on disk, power cut included
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the lock up front: no deadlock upgrading a read lock mid-way.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

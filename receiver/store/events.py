@@ -1,0 +1,52 @@
+"""The event log: one row per status change, with a strictly increasing ``seq``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from receiver.domain.model import Event
+from receiver.store.schema import events
+
+_ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
+_APPEND = events.insert()
+
+
+def append(conn: Connection, new: list[Event]) -> None:
+    if conn.dialect.name == "postgresql":
+        # Sequence values are handed out before commit; holding this lock to commit
+        # makes seq order commit order, so ?after= never skips an event.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ORDER_LOCK)))
+    conn.execute(
+        _APPEND,
+        [
+            {
+                "instance_id": e.instance_id,
+                "status": e.status,
+                "previous_status": e.previous_status,
+                "source": e.source,
+                "at": e.at,
+            }
+            for e in new
+        ],
+    )
+
+
+def after(conn: Connection, seq: int, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(events).where(events.c.seq > seq).order_by(events.c.seq).limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def endings_by_source(conn: Connection) -> dict[str, int]:
+    """How many journeys ended (completed or failed) as found by each source."""
+    return dict(
+        conn.execute(
+            sa.select(events.c.source, sa.func.count())
+            .where(events.c.status.in_(("completed", "failed")))
+            .group_by(events.c.source)
+        ).all()
+    )

@@ -1,0 +1,203 @@
+"""Instance rows: load and lock, insert and save, pages, and the workers' claims and leases.
+
+Each function runs on a connection inside a transaction the caller opened, so a use
+case can lock, decide and save in one. Claims lease due rows to one worker (FOR UPDATE
+SKIP LOCKED on PostgreSQL; SQLite's writer holds the whole database anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from receiver.domain.model import IN_PROGRESS, Instance
+from receiver.store.engine import Raced
+from receiver.store.schema import deliveries, instances
+
+FIELDS = tuple(f.name for f in fields(Instance))
+
+# Statements built once: hot paths should not pay for building them per call.
+_LOCK = (
+    sa.select(instances)
+    .where(instances.c.instance_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(instances.c.instance_id)
+    .with_for_update()
+)
+_UPDATE = (
+    instances.update()
+    .where(instances.c.instance_id == sa.bindparam("b_instance_id"))
+    .values({c: sa.bindparam("b_" + c) for c in FIELDS if c != "instance_id"})
+)
+_MINE = instances.c.lease_owner == sa.bindparam("b_owner")
+_UPDATE_RELEASING = _UPDATE.values(
+    lease_owner=sa.case((_MINE, None), else_=instances.c.lease_owner),
+    lease_expires_at=sa.case((_MINE, None), else_=instances.c.lease_expires_at),
+)
+_INSERT = {
+    name: dialect.insert(instances)
+    .on_conflict_do_nothing()
+    .returning(instances.c.instance_id)  # executemany reports no rowcount on psycopg
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def lock(conn: Connection, ids: list[str]) -> dict[str, Instance]:
+    """Lock the rows of ``ids`` that exist, in id order (so no two writers deadlock)."""
+    rows = conn.execute(_LOCK, {"ids": sorted(ids)}).all()
+    return {r.instance_id: to_instance(r) for r in rows}
+
+
+def insert(conn: Connection, created: list[Instance]) -> None:
+    """Insert new instances; raise Raced if another transaction created one first."""
+    inserted = conn.execute(_INSERT[conn.dialect.name], [to_row(i) for i in created]).all()
+    if len(inserted) != len(created):
+        raise Raced
+
+
+def save(conn: Connection, changed: list[Instance], *, release: str | None = None) -> None:
+    """Write changed instances; with ``release``, also give back that owner's leases."""
+    rows = [{"b_" + k: v for k, v in to_row(i).items()} for i in changed]
+    if release is None:
+        conn.execute(_UPDATE, rows)
+    else:
+        conn.execute(_UPDATE_RELEASING, [r | {"b_owner": release} for r in rows])
+
+
+def get(conn: Connection, instance_id: str) -> Instance | None:
+    row = conn.execute(sa.select(instances).where(instances.c.instance_id == instance_id)).first()
+    return to_instance(row) if row else None
+
+
+def page(
+    conn: Connection, *, status: str | None, limit: int, after: tuple[float, str] | None
+) -> list[Instance]:
+    """Up to ``limit`` instances, newest first, registered before ``after`` (a position)."""
+    query = sa.select(instances).order_by(
+        instances.c.registered_at.desc(), instances.c.instance_id.desc()
+    )
+    if status is not None:
+        query = query.where(instances.c.status == status)
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            sa.or_(
+                instances.c.registered_at < at,
+                sa.and_(instances.c.registered_at == at, instances.c.instance_id < last_id),
+            )
+        )
+    return [to_instance(r) for r in conn.execute(query.limit(limit))]
+
+
+def unleased(now: Any) -> sa.ColumnElement[bool]:
+    """Nobody holds the instance: never leased, released, or its lease ran out."""
+    return sa.or_(instances.c.lease_expires_at.is_(None), instances.c.lease_expires_at <= now)
+
+
+def due_selection(now: Any, limit: Any) -> sa.Select[Any]:
+    """Unleased instances whose next poll has come, soonest first, read off ix_instances_due.
+
+    An instance with a delivery still in the inbox waits for it to be folded: polled
+    now, it would be polled as one that had no webhook.
+    """
+    waiting = (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.instance_id == instances.c.instance_id, deliveries.c.folded_at.is_(None)
+        )
+        .exists()
+    )
+    return (
+        sa.select(instances.c.instance_id)
+        .where(instances.c.next_poll_at <= now, unleased(now), ~waiting)
+        .order_by(instances.c.next_poll_at)
+        .limit(limit)
+    )
+
+
+_LEASE: dict[str, Any] = {
+    "lease_owner": sa.bindparam("owner"),
+    "lease_expires_at": sa.bindparam("until"),
+}
+_CLAIM_DUE = (
+    instances.update()
+    .where(
+        instances.c.instance_id.in_(
+            due_selection(sa.bindparam("now"), sa.bindparam("limit"))
+            .with_for_update(skip_locked=True)  # SQLite's one writer holds it all anyway
+            .scalar_subquery()
+        )
+    )
+    .values(_LEASE)
+    .returning(*instances.c)
+)
+
+
+def claim_due(conn: Connection, owner: str, now: float, limit: int, lease: float) -> list[Instance]:
+    """Lease up to ``limit`` due instances to ``owner``; nobody else fetches them now."""
+    rows = conn.execute(
+        _CLAIM_DUE, {"now": now, "limit": limit, "owner": owner, "until": now + lease}
+    )
+    return [to_instance(r) for r in rows]
+
+
+def claim(conn: Connection, instance_id: str, owner: str, now: float, lease: float) -> bool:
+    """Lease one instance whatever its schedule (an operator's poll), if nobody holds it."""
+    leased = conn.execute(
+        instances.update()
+        .where(instances.c.instance_id == instance_id, unleased(now))
+        .values(lease_owner=owner, lease_expires_at=now + lease)
+    )
+    return leased.rowcount == 1
+
+
+def release(conn: Connection, owner: str, instance_id: str | None = None) -> int:
+    """Give back the leases ``owner`` still holds (all, or one instance's)."""
+    where = instances.c.lease_owner == owner
+    if instance_id is not None:
+        where = sa.and_(where, instances.c.instance_id == instance_id)
+    result = conn.execute(
+        instances.update().where(where).values(lease_owner=None, lease_expires_at=None)
+    )
+    return result.rowcount
+
+
+def past_ttl(conn: Connection, before: float, limit: int) -> list[str]:
+    """Unfinished instances registered before ``before``."""
+    return list(
+        conn.execute(
+            sa.select(instances.c.instance_id)
+            .where(instances.c.status == IN_PROGRESS, instances.c.registered_at <= before)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def leases(conn: Connection) -> list[tuple[str, str, float]]:
+    rows = conn.execute(
+        sa.select(
+            instances.c.instance_id, instances.c.lease_owner, instances.c.lease_expires_at
+        ).where(instances.c.lease_owner.is_not(None))
+    ).all()
+    return [(r.instance_id, r.lease_owner, r.lease_expires_at) for r in rows]
+
+
+def drop_states(conn: Connection, before: float) -> int:
+    """Drop the state documents of instances last changed before ``before``."""
+    return conn.execute(
+        instances.update()
+        .where(instances.c.state.is_not(None), instances.c.updated_at < before)
+        .values(state=None)
+    ).rowcount
+
+
+def to_instance(row: Any) -> Instance:
+    m = row._mapping
+    return Instance(**{name: m[name] for name in FIELDS})
+
+
+def to_row(instance: Instance) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in FIELDS}

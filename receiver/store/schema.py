@@ -1,0 +1,109 @@
+"""The schema, in one place: Alembic's migrations produce exactly this (a test checks).
+
+Instances, the inbox of webhook deliveries, the event log and the shared fetch rate.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+FETCH_BUCKET = "gbg_state_fetch"
+
+metadata = sa.MetaData()
+
+# BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid alias that
+# AUTOINCREMENT (never reusing a deleted seq) applies to.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),
+    sa.Column("reference", sa.String(256)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("gbg_status", sa.String(64)),
+    sa.Column("outcome", sa.String(256)),
+    sa.Column("result", sa.JSON(none_as_null=True)),
+    sa.Column("journey", sa.JSON(none_as_null=True)),
+    sa.Column("state", sa.JSON(none_as_null=True)),
+    sa.Column("webhook_claim", sa.String(64)),
+    sa.Column("registered_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("webhook_received_at", sa.Float),
+    sa.Column("last_polled_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("next_poll_at", sa.Float),
+    sa.Column("poll_errors", sa.Integer, nullable=False),
+    sa.Column("polling_gave_up", sa.Boolean, nullable=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", sa.Float),
+    # Due selection reads only rows that have a next poll: O(due), not O(all).
+    sa.Index(
+        "ix_instances_due",
+        "next_poll_at",
+        sqlite_where=sa.text("next_poll_at IS NOT NULL"),
+        postgresql_where=sa.text("next_poll_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_instances_unfinished",
+        "registered_at",
+        sqlite_where=sa.text("status = 'in_progress'"),
+        postgresql_where=sa.text("status = 'in_progress'"),
+    ),
+    sa.Index("ix_instances_newest", "registered_at", "instance_id"),
+    sa.Index("ix_instances_status_newest", "status", "registered_at", "instance_id"),
+    sa.Index(
+        "ix_instances_lease_owner",
+        "lease_owner",
+        sqlite_where=sa.text("lease_owner IS NOT NULL"),
+        postgresql_where=sa.text("lease_owner IS NOT NULL"),
+    ),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(128), nullable=False, index=True),
+    sa.Column("received_at", sa.Float, nullable=False, index=True),
+    sa.Column("peer", sa.String(64)),
+    sa.Column("claim", sa.String(64)),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("body", sa.LargeBinary),
+    # The inbox: NULL until a worker has folded the delivery into its instance.
+    sa.Column("folded_at", sa.Float),
+    sa.Index(
+        "ix_deliveries_unfolded",
+        "id",
+        sqlite_where=sa.text("folded_at IS NULL"),
+        postgresql_where=sa.text("folded_at IS NULL"),
+    ),
+    sa.Index(
+        "ix_deliveries_unfolded_instance",
+        "instance_id",
+        sqlite_where=sa.text("folded_at IS NULL"),
+        postgresql_where=sa.text("folded_at IS NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(128), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("previous_status", sa.String(16)),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # GCRA's theoretical arrival time: the earliest moment the next fetch may start.
+    sa.Column("tat", sa.Float, nullable=False),
+)

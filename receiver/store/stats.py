@@ -1,0 +1,39 @@
+"""What the scrape-time gauges show, read in one go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from receiver.domain.model import IN_PROGRESS
+from receiver.store import events, inbox
+from receiver.store.schema import instances
+
+
+def snapshot(conn: Connection, now: float) -> dict[str, Any]:
+    by_status: dict[str, int] = dict(
+        conn.execute(
+            sa.select(instances.c.status, sa.func.count()).group_by(instances.c.status)
+        ).all()
+    )
+    oldest = conn.execute(
+        sa.select(sa.func.min(instances.c.registered_at)).where(instances.c.status == IN_PROGRESS)
+    ).scalar()
+    overdue = conn.execute(
+        sa.select(sa.func.min(instances.c.next_poll_at)).where(instances.c.next_poll_at <= now)
+    ).scalar()
+    waiting, oldest_delivery = inbox.depth(conn)
+    return {
+        "by_status": by_status,
+        "resolved_by": events.endings_by_source(conn),
+        "oldest_unfinished_age": _age(now, oldest),
+        "poll_lag": _age(now, overdue),
+        "inbox_depth": waiting,
+        "inbox_oldest_age": _age(now, oldest_delivery),
+    }
+
+
+def _age(now: float, since: float | None) -> float:
+    return max(0.0, now - since) if since is not None else 0.0

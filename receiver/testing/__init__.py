@@ -1,0 +1,1 @@
+"""Stand-ins for tests and demos: the GBG GO simulator."""

@@ -1,0 +1,72 @@
+"""The web layer, the only one with Flask: the webhook, the API and the health checks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from receiver.config import Settings
+from receiver.log import request_id
+from receiver.services import Services, build_services
+from receiver.web import api, health, problems, webhook
+
+WEBHOOK_OUTCOMES = {
+    "202": "accepted",
+    "400": "malformed",
+    "401": "unauthorized",
+    "413": "too_large",
+    "422": "unprocessable",
+    "503": "store_unavailable",
+}
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """The WSGI app: the webhook endpoint, the instance API and health checks."""
+    if services is None:
+        services = build_services(settings or Settings.from_env())
+    settings = services.settings
+    settings.check_web()
+    app = Flask(__name__)
+    # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["receiver"] = services
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.health)
+
+    @app.before_request
+    def _start() -> None:
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
+        g.token = request_id.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        status = str(response.status_code)
+        services.metrics.request_seconds.labels(request.method, endpoint, status).observe(seconds)
+        if request.endpoint == "webhook.receive":
+            services.metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(status, status)).inc()
+        return response
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        token = g.pop("token", None)
+        if token is not None:
+            request_id.reset(token)
+
+    problems.register(app)
+    return app

@@ -1,0 +1,52 @@
+"""Request bodies: streamed within the size limit, parsed as one JSON object."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, request
+
+from receiver.errors import Problem
+
+DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
+
+
+def read_body() -> bytes:
+    """The request body, streamed and never buffered past the limit; 413 beyond it.
+
+    Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without an error, so the app
+    sets that one byte above the limit and a body that reaches it is refused here.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"] - 1
+    declared = request.content_length or 0
+    body = b"" if declared > limit else request.get_data(cache=False)
+    if max(declared, len(body)) > limit:
+        _discard_rest(request.environ["wsgi.input"])
+        raise Problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
+    return body
+
+
+def _discard_rest(stream: Any) -> None:
+    """Read what the sender is still sending (up to a bound), so it sees our 413.
+
+    Closing on a client that is still writing makes it fail with a broken pipe before
+    it reads the answer; past DRAIN_LIMIT the connection is closed all the same.
+    """
+    left = DRAIN_LIMIT
+    while left > 0:
+        chunk = stream.read(min(65536, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400/422 problem."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Problem(400, "Malformed body", "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise Problem(422, "Unprocessable body", "the body must be a JSON object")
+    return payload

@@ -1,0 +1,46 @@
+"""Health, readiness, metrics and the OpenAPI document: no token needed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app
+
+from receiver.services import Services
+
+log = logging.getLogger("receiver.health")
+health = Blueprint("health", __name__)
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["receiver"]
+    return services
+
+
+@health.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/openapi.json")
+def openapi() -> Response:
+    document = (Path(__file__).parent / "openapi.json").read_bytes()
+    return Response(document, content_type="application/json")
+
+
+@health.get("/metrics")
+def metrics() -> Response:
+    services = _services()
+    text, content_type = services.metrics.render(services.store, services.clock())
+    return Response(text, content_type=content_type)
+
+
+@health.get("/readyz")
+def readyz() -> tuple[dict[str, str], int]:
+    try:
+        _services().store.ping()
+    except Exception:  # readiness answers for any failure of the store, whatever its kind
+        log.warning("readyz.store_down")
+        return {"status": "store unavailable"}, 503
+    return {"status": "ready"}, 200

@@ -1,0 +1,1 @@
+"""The background process: folds the inbox, polls GBG, expires and purges (APScheduler)."""

@@ -1,0 +1,83 @@
+"""The background worker process: APScheduler jobs over the use cases, never inside gunicorn.
+
+Jobs: fold the inbox (every ``FOLD_TICK``, and again at once while batches come full),
+poll due instances (``Poller.drain`` every tick), expire instances past their TTL and
+purge what is past retention. Any number of workers may run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from receiver import usecases
+from receiver.errors import StoreUnavailable
+from receiver.services import Services
+from receiver.workers.poller import TICK, Poller
+
+log = logging.getLogger("receiver.worker")
+
+FOLD_TICK = 0.05  # seconds between looks at the inbox: folding latency stays well under 0.2 s
+EXPIRE_EVERY = 5.0
+
+
+def run(services: Services, *, tick: float = TICK) -> None:
+    """Work until SIGTERM/SIGINT; then finish in-flight fetches and give leases back."""
+    poller = Poller(services, tick=tick)
+    stopping = threading.Event()
+    scheduler = BlockingScheduler(timezone=UTC)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # one line a tick is noise
+
+    def fold() -> None:
+        while not stopping.is_set() and usecases.fold_inbox(services) == usecases.FOLD_BATCH:
+            pass  # a full batch: more may be waiting
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("worker.stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+
+    now = datetime.now(UTC)
+    jobs: list[tuple[Callable[[], object], float]] = [
+        (fold, FOLD_TICK),
+        (lambda: poller.drain(stopping), tick),
+        (lambda: usecases.expire(services, services.clock()), EXPIRE_EVERY),
+        (lambda: usecases.purge(services), 3600.0),
+    ]
+    for job, every in jobs:
+        scheduler.add_job(
+            _logged(job),
+            "interval",
+            seconds=every,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now,
+        )
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "poller.started",
+        extra={"owner": poller.owner, "concurrency": services.settings.poll_concurrency},
+    )
+    scheduler.start()
+    released = poller.close()  # fetches in flight finish and fold their results in
+    log.info("poller.stopped", extra={"owner": poller.owner, "released": released})
+
+
+def _logged(job: Callable[[], object]) -> Callable[[], None]:
+    """A job that logs an unavailable store and tries again at its next run."""
+
+    def run_job() -> None:
+        try:
+            job()
+        except StoreUnavailable as exc:
+            log.error("worker.store_unavailable", extra={"error": str(exc)})
+
+    return run_job
