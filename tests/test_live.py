@@ -28,24 +28,17 @@ from tests.processes import (
     Proc,
     base_env,
     call,
-    free_port,
     gbg_env,
     run,
     start_serve,
-    wait_ready,
 )
 
 pytestmark = pytest.mark.live
 
 
 def test_gunicorn_web_keeps_the_contracts_outside_shape(tmp_path: Path, procs: list[Proc]) -> None:
-    port = free_port()
-    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}")
-    assert run(["migrate"], env).returncode == 0
-    web = Proc(["web"], env, tmp_path / "web.log")
-    procs.append(web)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, web)
+    base, _, serve = start_serve(tmp_path, procs)
+    port = int(base.rsplit(":", 1)[1])
     hook = f"{base}/webhooks/gbg"
     assert exchange("GET", f"{base}/healthz")[0] == 200
 
@@ -63,8 +56,12 @@ def test_gunicorn_web_keeps_the_contracts_outside_shape(tmp_path: Path, procs: l
         assert (status, kind, problem["status"]) == (expected, "application/problem+json", expected)
 
     status, _, answer = exchange("POST", hook, b'{"instanceId": "shape-1"}', HOOK)
-    assert (status, answer["instanceId"]) == (202, "shape-1")
-    status, instance = call("GET", f"{base}/api/v1/instances/shape-1", headers=API)
+    assert (status, answer) == (202, {"instanceId": "shape-1"})
+    deadline = time.monotonic() + 1  # the worker folds the inbox within a fraction of a second
+    while (found := call("GET", f"{base}/api/v1/instances/shape-1", headers=API))[0] == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    status, instance = found
     assert status == 200
     assert set(instance) == INSTANCE_FIELDS
     assert instance["webhookReceivedAt"] is not None
@@ -105,8 +102,8 @@ def test_gunicorn_web_keeps_the_contracts_outside_shape(tmp_path: Path, procs: l
     big = json.dumps({"instanceId": "big-1", "pad": "x" * (4 << 20)}).encode()
     for _ in range(10):
         assert call_raw(f"{base}/webhooks/gbg", big, HOOK) == 413
-    assert web.stop() == 0
-    log = (tmp_path / "web.log").read_text()
+    assert serve.stop() == 0
+    log = serve.log.read_text()
     assert WEBHOOK_PASS not in log
     assert API_TOKEN not in log
 
