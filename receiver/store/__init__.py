@@ -52,8 +52,8 @@ class Store:
         self._inbox.submit(delivery)
 
     def _append(self, batch: list[tuple[Delivery]]) -> list[None]:
-        with self.db.write() as conn:
-            inbox.append(conn, [d for (d,) in batch])
+        with self.db.cursor() as cursor:
+            inbox.append(cursor, self.engine.dialect.paramstyle, [d for (d,) in batch])
         return [None] * len(batch)
 
     def deliveries_for(self, instance_id: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ LOCKED on PostgreSQL; SQLite's single writer serialises them anyway).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,9 @@ class Unfolded:
     claim: str | None
 
 
-_APPEND = deliveries.insert()
+_INSERT = "INSERT INTO deliveries (instance_id, received_at, body, headers, peer, claim) VALUES "
+_MARKS = {"qmark": "(?, ?, ?, ?, ?, ?)", "format": "(%s, %s, %s, %s, %s, %s)"}
+_MARKS["pyformat"] = _MARKS["format"]
 _UNFOLDED = (
     sa.select(
         deliveries.c.id, deliveries.c.instance_id, deliveries.c.received_at, deliveries.c.claim
@@ -55,21 +58,17 @@ _MARK = (
 )
 
 
-def append(conn: Connection, batch: list[Delivery]) -> None:
-    conn.execute(
-        _APPEND,
-        [
-            {
-                "instance_id": d.instance_id,
-                "received_at": d.received_at,
-                "body": d.body,
-                "headers": d.headers,
-                "peer": d.peer,
-                "claim": d.claim,
-            }
-            for d in batch
-        ],
-    )
+def append(cursor: Any, paramstyle: str, batch: list[Delivery]) -> None:
+    """Append deliveries through a DB-API cursor (``Database.cursor``), in one statement.
+
+    One statement, not the driver's executemany: each step of a statement lets other
+    threads take the interpreter while this one holds the database's write lock.
+    """
+    values = ", ".join([_MARKS[paramstyle]] * len(batch))
+    params = []
+    for d in batch:
+        params += [d.instance_id, d.received_at, d.body, json.dumps(d.headers), d.peer, d.claim]
+    cursor.execute(_INSERT + values, params)
 
 
 def take(conn: Connection, limit: int) -> list[Unfolded]:
