@@ -40,6 +40,10 @@ def measure(out: Path) -> dict[str, Any]:
         RECEIVER_WEBHOOK_TIMEOUT=str(WEBHOOK_TIMEOUT),
         RECEIVER_CONFIRM_DELAY=str(CONFIRM_DELAY),
         RECEIVER_GBG_RATE_LIMIT="100",
+        RECEIVER_GBG_BASE_URL=f"http://127.0.0.1:{sim_port}",
+        RECEIVER_GBG_TOKEN_URL=f"http://127.0.0.1:{sim_port}/as/token.oauth2",
+        RECEIVER_GBG_CLIENT_ID="sim-client",
+        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
     )
     subprocess.run(
         [sys.executable, "-m", "receiver", "migrate"], env=env, check=True, capture_output=True
@@ -48,7 +52,7 @@ def measure(out: Path) -> dict[str, Any]:
     api = {"Authorization": f"Bearer {TOKEN}"}
     rng = random.Random(7)
     with process(
-        [PYTHON, "-m", "receiver", "serve", "--simulator", "--simulator-port", str(sim_port)],
+        [PYTHON, "-m", "receiver", "serve", "--simulator"],
         env,
         out / "truth-serve.log",
     ):
