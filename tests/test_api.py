@@ -185,3 +185,11 @@ def test_poll_resumes_a_given_up_instance(client, services: Services, sim: Simul
 def test_readyz_is_200_when_the_store_answers(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/readyz").status_code == 200
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_a_made_up_method_adds_no_metric_series(client, services: Services) -> None:  # type: ignore[no-untyped-def]
+    for method in ("BREW", "X-ANYTHING-1", "X-ANYTHING-2"):
+        assert client.open("/healthz", method=method).status_code == 405
+    text = services.metrics.render(services.store, services.clock())[0].decode()
+    assert 'method="BREW"' not in text
+    assert 'endpoint="unmatched",method="other",status="405"' in text

@@ -151,10 +151,19 @@ def test_connection_refused_is_unavailable() -> None:
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
     assert retry_after({"Retry-After": "12"}) == 12.0
     assert retry_after({}) is None
-    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert retry_after({"Retry-After": "soon"}) is None
+    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, now) == 0.0
+    assert retry_after({"Retry-After": "Fri, 15 Jan 2027 08:00:30 GMT"}, now) == 30.0
+
+
+@pytest.mark.parametrize(
+    "value", ["inf", "1e12", "nan", "soon", "61", "Fri, 15 Jan 2027 09:00:00 GMT", "-inf"]
+)
+def test_retry_after_is_bounded_to_a_minute(value: str) -> None:
+    expected = 0.0 if value == "-inf" else 60.0
+    assert retry_after({"Retry-After": value}, 1_800_000_000.0) == expected
 
 
 @pytest.mark.parametrize("body", [{}, {"status": ""}, {"status": 5}])

@@ -18,7 +18,7 @@ from receiver.domain.model import (
 )
 from receiver.domain.schedule import Policy
 from receiver.services import Services
-from receiver.store import Delivery, Store
+from receiver.store import Delivery, Store, schema
 from receiver.store.copy import copy_from
 from receiver.store.rate import HEADROOM, STALE, FetchSlots
 from receiver.web.api import decode_cursor
@@ -303,3 +303,15 @@ def test_migrations_produce_exactly_the_schema(store: Store) -> None:
     with store.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []
+
+
+def test_a_database_error_never_carries_the_parameters(store: Store) -> None:
+    row = {"instance_id": "dup-1", "status": "in_progress", "source": "api"}
+    row |= {"registered_at": NOW, "updated_at": NOW, "poll_errors": 0, "polling_gave_up": False}
+    secret_state = {"subject": {"identity": {"firstName": "Jane-Personal"}}}
+    with store.db.write() as conn:
+        conn.execute(schema.instances.insert(), row)
+    with pytest.raises(sa.exc.IntegrityError) as caught, store.db.write() as conn:
+        conn.execute(schema.instances.insert(), row | {"state": secret_state})
+    assert "Jane-Personal" not in str(caught.value)
+    assert "hidden due to hide_parameters" in str(caught.value)

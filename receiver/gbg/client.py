@@ -24,6 +24,7 @@ from receiver.gbg.states import parse_state
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmission window
+MAX_RETRY_AFTER = 60.0  # seconds: the longest pause one 429 can impose on every poller
 TIMEOUT = (CONNECT_TIMEOUT, 10.0)  # connect, read: a state fetch is small; slow is an error
 _PATHS = {
     "v1": {"start": "/captain/api/journey/start", "fetch": "/captain/api/journey/state/fetch"},
@@ -159,17 +160,23 @@ def _answer(response: requests.Response, path: str) -> dict[str, Any]:
     return body
 
 
-def retry_after(headers: Any) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent."""
+def retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent.
+
+    Bounded: one answer from GBG must not stop polling for long, so anything longer
+    than MAX_RETRY_AFTER, infinite or unreadable counts as MAX_RETRY_AFTER.
+    """
     value = headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return MAX_RETRY_AFTER
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return MAX_RETRY_AFTER
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

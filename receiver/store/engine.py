@@ -150,6 +150,7 @@ def make_engine(url: str, *, connections: int = 5) -> Engine:
             # A short connect timeout turns a dead database into a prompt 503, not a hang.
             return sa.create_engine(
                 url,
+                hide_parameters=True,  # parameters (state documents) never reach a log
                 pool_size=connections,
                 max_overflow=connections,
                 connect_args={"connect_timeout": 5},
@@ -164,7 +165,7 @@ def make_engine(url: str, *, connections: int = 5) -> Engine:
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 30})
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -13,6 +13,7 @@ from receiver.log import request_id
 from receiver.services import Services, build_services
 from receiver.web import api, health, problems, webhook
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = {
     "202": "accepted",
     "400": "malformed",
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         status = str(response.status_code)
-        services.metrics.request_seconds.labels(request.method, endpoint, status).observe(seconds)
+        method = request.method if request.method in METHODS else "other"  # bounded labels
+        services.metrics.request_seconds.labels(method, endpoint, status).observe(seconds)
         if request.endpoint == "webhook.receive":
             services.metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(status, status)).inc()
         return response
