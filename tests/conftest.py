@@ -32,7 +32,26 @@ if TYPE_CHECKING:
 
 PG_URL = os.environ.get("RECEIVER_TEST_DATABASE_URL")
 WEBHOOK_USER, WEBHOOK_PASS, API_TOKEN = "gbg-hook", "hook-pass-5e1f", "api-token-9c2d"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The contract's instance shape: exactly these keys.
+INSTANCE_FIELDS = {
+    "instanceId",
+    "reference",
+    "status",
+    "gbgStatus",
+    "outcome",
+    "result",
+    "journey",
+    "registeredAt",
+    "webhookReceivedAt",
+    "lastPolledAt",
+    "completedAt",
+    "nextPollAt",
+    "pollErrors",
+    "pollingGaveUp",
+    "webhookClaim",
+    "source",
+    "updatedAt",
+}
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ import pytest
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
-from tests.conftest import API_TOKEN, with_settings
+from tests.conftest import API_TOKEN, INSTANCE_FIELDS, with_settings
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -25,25 +25,7 @@ def test_register_is_201_then_200(client) -> None:  # type: ignore[no-untyped-de
     assert body["source"] == "api"
     assert body["registeredAt"].endswith("Z")
     assert body["nextPollAt"].endswith("Z")
-    assert set(body) == {
-        "instanceId",
-        "reference",
-        "status",
-        "gbgStatus",
-        "outcome",
-        "result",
-        "journey",
-        "registeredAt",
-        "webhookReceivedAt",
-        "lastPolledAt",
-        "completedAt",
-        "nextPollAt",
-        "pollErrors",
-        "pollingGaveUp",
-        "webhookClaim",
-        "source",
-        "updatedAt",
-    }
+    assert set(body) == INSTANCE_FIELDS
 
 
 @pytest.mark.parametrize(

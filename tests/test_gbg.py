@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -174,3 +176,51 @@ def test_state_without_a_status_is_garbage(body: dict[str, object]) -> None:
 
 def test_undocumented_status_keeps_polling() -> None:
     assert parse_state({"status": "Paused"}).status == IN_PROGRESS
+
+
+def test_a_redirect_is_an_error_and_never_carries_the_credentials(sim: Simulator) -> None:
+    seen: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.rfile.read(int(self.headers["Content-Length"] or 0)).decode())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Redirect(Elsewhere):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    elsewhere = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+    redirect = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (elsewhere, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = gbg_client(sim, token_url=f"http://127.0.0.1:{redirect.server_port}/token")
+        with pytest.raises(GbgUnavailable) as caught:
+            client.fetch_state("r-1")
+        assert caught.value.kind == "http_307"  # type: ignore[attr-defined]
+        state_client = gbg_client(sim, base_url=f"http://127.0.0.1:{redirect.server_port}")
+        with pytest.raises(GbgUnavailable):
+            state_client.fetch_state("r-1")
+        assert seen == []  # neither the client secret nor the token went anywhere else
+    finally:
+        for server in (elsewhere, redirect):
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_gbg_session_keeps_a_connection_for_every_concurrent_fetch() -> None:
+    from receiver.config import Settings
+    from receiver.services import gbg_session
+
+    session = gbg_session(Settings(poll_concurrency=32))
+    adapter = session.get_adapter("https://eu.platform.go.gbgplc.com")
+    assert adapter._pool_maxsize >= 32  # type: ignore[attr-defined]
+    assert session.trust_env is False  # proxies read once, not on every call

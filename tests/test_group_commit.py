@@ -52,3 +52,11 @@ def test_store_down_fails_the_whole_batch_with_store_unavailable() -> None:
     committer = GroupCommitter(write)
     with pytest.raises(StoreUnavailable):
         committer.submit(1)
+
+
+def test_a_write_that_hangs_is_answered_as_unavailable_not_waited_for() -> None:
+    stuck = threading.Event()
+    committer = GroupCommitter(lambda items: stuck.wait(30) and [None] * len(items), timeout=0.2)
+    with pytest.raises(StoreUnavailable, match=r"no commit within 0\.2 s"):
+        committer.submit(1)
+    stuck.set()

@@ -21,7 +21,7 @@ from receiver.domain.model import WebhookReceived
 from receiver.store import Store
 from receiver.store.engine import Database
 from receiver.testing.simulator import Simulator
-from tests.conftest import API_TOKEN, PG_URL, WEBHOOK_PASS, apply, empty_tables
+from tests.conftest import API_TOKEN, INSTANCE_FIELDS, PG_URL, WEBHOOK_PASS, apply, empty_tables
 from tests.processes import (
     API,
     HOOK,
@@ -106,27 +106,6 @@ def test_gunicorn_web_keeps_the_contracts_outside_shape(tmp_path: Path, procs: l
     log = serve.log.read_text()
     assert WEBHOOK_PASS not in log
     assert API_TOKEN not in log
-
-
-INSTANCE_FIELDS = {
-    "instanceId",
-    "reference",
-    "status",
-    "gbgStatus",
-    "outcome",
-    "result",
-    "journey",
-    "registeredAt",
-    "webhookReceivedAt",
-    "lastPolledAt",
-    "completedAt",
-    "nextPollAt",
-    "pollErrors",
-    "pollingGaveUp",
-    "webhookClaim",
-    "source",
-    "updatedAt",
-}
 
 
 def exchange(

@@ -87,7 +87,9 @@ class GbgClient:
     def _request_token(self) -> tuple[str, float]:
         self.token_requests += 1
         try:
-            response = self.session.post(self.token_url, data=self._grant, timeout=self.timeout)
+            response = self.session.post(
+                self.token_url, data=self._grant, timeout=self.timeout, allow_redirects=False
+            )
         except requests.RequestException as exc:
             raise GbgUnavailable(f"token endpoint: {type(exc).__name__}", kind="connect") from exc
         if response.status_code in (400, 401, 403):
@@ -127,6 +129,7 @@ class GbgClient:
                     json=payload,
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=self.timeout,
+                    allow_redirects=False,  # a redirect must never carry the token elsewhere
                 )
             except requests.Timeout as exc:
                 raise GbgUnavailable(f"{path}: timed out", kind="timeout") from exc
@@ -145,7 +148,7 @@ def _answer(response: requests.Response, path: str) -> dict[str, Any]:
         raise GbgUnavailable(
             f"{path}: 429", kind="http_429", retry_after=retry_after(response.headers)
         )
-    if status >= 500:
+    if status >= 500 or 300 <= status < 400:  # a redirect is not followed: an error
         raise GbgUnavailable(f"{path}: {status}", kind=f"http_{status}")
     if status == 401:
         raise GbgAuthError(f"{path}: 401 with a fresh token")

@@ -9,6 +9,12 @@ import sqlalchemy as sa
 
 FETCH_BUCKET = "gbg_state_fetch"
 
+
+def partial_index(name: str, column: str, where: str) -> sa.Index:
+    """An index over the rows that match ``where`` only, on both dialects."""
+    return sa.Index(name, column, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
 metadata = sa.MetaData()
 
 # BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid alias that
@@ -39,26 +45,11 @@ instances = sa.Table(
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", sa.Float),
     # Due selection reads only rows that have a next poll: O(due), not O(all).
-    sa.Index(
-        "ix_instances_due",
-        "next_poll_at",
-        sqlite_where=sa.text("next_poll_at IS NOT NULL"),
-        postgresql_where=sa.text("next_poll_at IS NOT NULL"),
-    ),
-    sa.Index(
-        "ix_instances_unfinished",
-        "registered_at",
-        sqlite_where=sa.text("status = 'in_progress'"),
-        postgresql_where=sa.text("status = 'in_progress'"),
-    ),
+    partial_index("ix_instances_due", "next_poll_at", "next_poll_at IS NOT NULL"),
+    partial_index("ix_instances_unfinished", "registered_at", "status = 'in_progress'"),
     sa.Index("ix_instances_newest", "registered_at", "instance_id"),
     sa.Index("ix_instances_status_newest", "status", "registered_at", "instance_id"),
-    sa.Index(
-        "ix_instances_lease_owner",
-        "lease_owner",
-        sqlite_where=sa.text("lease_owner IS NOT NULL"),
-        postgresql_where=sa.text("lease_owner IS NOT NULL"),
-    ),
+    partial_index("ix_instances_lease_owner", "lease_owner", "lease_owner IS NOT NULL"),
 )
 
 deliveries = sa.Table(
@@ -73,18 +64,8 @@ deliveries = sa.Table(
     sa.Column("body", sa.LargeBinary),
     # The inbox: NULL until a worker has folded the delivery into its instance.
     sa.Column("folded_at", sa.Float),
-    sa.Index(
-        "ix_deliveries_unfolded",
-        "id",
-        sqlite_where=sa.text("folded_at IS NULL"),
-        postgresql_where=sa.text("folded_at IS NULL"),
-    ),
-    sa.Index(
-        "ix_deliveries_unfolded_instance",
-        "instance_id",
-        sqlite_where=sa.text("folded_at IS NULL"),
-        postgresql_where=sa.text("folded_at IS NULL"),
-    ),
+    partial_index("ix_deliveries_unfolded", "id", "folded_at IS NULL"),
+    partial_index("ix_deliveries_unfolded_instance", "instance_id", "folded_at IS NULL"),
     sqlite_autoincrement=True,
 )
 
