@@ -32,7 +32,6 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.engine = db.engine
-        self.is_postgres = db.is_postgres
         self._inbox = GroupCommitter(self._append)
 
     @classmethod
