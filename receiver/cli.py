@@ -27,35 +27,38 @@ log = logging.getLogger("receiver.cli")
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return Settings.from_env()
 
 
 def _web_settings() -> Settings:
     settings = _settings()
-    try:
-        settings.check_web()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings.check_web()
     return settings
 
 
 def _services() -> Services:
     settings = _settings()
     configure_logging(settings)
-    try:
-        return build_services(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return build_services(settings)
+
+
+class _Commands(click.Group):
+    """Every command's configuration and store errors become one clear line, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"the store is unavailable: {exc}") from None
 
 
 def _print(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-@click.group()
+@click.group(cls=_Commands)
 def main() -> None:
     """gbg-receiver: GBG GO webhooks plus a polling fallback, reconciled in one store."""
 
@@ -151,7 +154,7 @@ def copy_store(source_url: str) -> None:
     services = _services()
     try:
         source = Database.from_url(source_url)
-        copied = _store_call(lambda: copy_from(source, services.store.db))
+        copied = copy_from(source, services.store.db)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{n} {table}" for table, n in copied.items()) + " copied")
@@ -167,7 +170,7 @@ def copy_store(source_url: str) -> None:
 def purge(days: float | None) -> None:
     """Delete raw deliveries and state documents older than the retention period."""
     services = _services()
-    deleted, dropped = _store_call(lambda: usecases.purge(services, days))
+    deleted, dropped = usecases.purge(services, days)
     click.echo(f"deleted {deleted} deliveries, dropped {dropped} state documents")
 
 
@@ -179,7 +182,7 @@ def register(instance_id: str, reference: str | None) -> None:
     if not INSTANCE_ID.fullmatch(instance_id):
         raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
     services = _services()
-    decision = _store_call(lambda: usecases.register(services, instance_id, reference))
+    decision = usecases.register(services, instance_id, reference)
     _print(instance_json(decision.instance))
 
 
@@ -188,7 +191,7 @@ def register(instance_id: str, reference: str | None) -> None:
 def show(instance_id: str) -> None:
     """Show one instance."""
     services = _services()
-    instance = _store_call(lambda: services.store.get(instance_id))
+    instance = services.store.get(instance_id)
     if instance is None:
         raise click.ClickException(f"no such instance: {instance_id}")
     _print(instance_json(instance))
@@ -201,9 +204,9 @@ def poll(instance_id: str) -> None:
     services = _services()
     if services.gbg is None:
         raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
-    if _store_call(lambda: services.store.get(instance_id)) is None:
+    if services.store.get(instance_id) is None:
         raise click.ClickException(f"no such instance: {instance_id}")
-    instance = _store_call(lambda: usecases.poll_now(services, instance_id))
+    instance = usecases.poll_now(services, instance_id)
     if instance is None:
         raise click.ClickException("a poller is fetching it right now; try again in a second")
     _print(instance_json(instance))
@@ -215,7 +218,7 @@ def poll(instance_id: str) -> None:
 def list_(status: str | None, limit: int) -> None:
     """List instances, newest first."""
     services = _services()
-    page = _store_call(lambda: services.store.page(status=status, limit=limit, after=None))
+    page = services.store.page(status=status, limit=limit, after=None)
     for instance in page:
         click.echo(json.dumps(instance_json(instance)))
 
@@ -271,10 +274,3 @@ def simulator(
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
-
-
-def _store_call(fn: Any) -> Any:
-    try:
-        return fn()
-    except StoreUnavailable as exc:
-        raise click.ClickException(f"the store is unavailable: {exc}") from None

@@ -94,3 +94,13 @@ def test_a_typo_in_a_variable_stops_every_command(tmp_path: Path) -> None:
     assert "RECEIVER_POLL_INTERVALL: unknown variable; did you mean RECEIVER_POLL_INTERVAL?" in (
         typo.stderr
     )
+
+
+def test_a_store_that_is_down_is_one_clear_line(tmp_path: Path) -> None:
+    from tests.processes import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"  # nothing listens
+    down = cli(base_env(tmp_path, RECEIVER_DATABASE_URL=url), "show", "any-1")
+    assert down.returncode == 1
+    assert down.stderr.startswith("Error: the store is unavailable: OperationalError")
+    assert "Traceback" not in down.stderr
