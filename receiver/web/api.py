@@ -9,13 +9,13 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
 from receiver import usecases
 from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
 from receiver.errors import Problem
-from receiver.services import Services
 from receiver.shapes import event_json, instance_json
+from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.api")
@@ -24,17 +24,12 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PAGE = 1000
 
 
-def _services() -> Services:
-    services: Services = current_app.extensions["receiver"]
-    return services
-
-
 @bp.before_request
 def require_token() -> None:
     """Bearer tokens from RECEIVER_API_TOKENS; none configured means the API is closed."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     ok = False
-    for token in _services().settings.api_tokens:
+    for token in context.services().settings.api_tokens:
         ok |= hmac.compare_digest(presented.strip().encode(), token.encode())
     if not ok or scheme.lower() != "bearer":
         raise Problem(
@@ -56,7 +51,7 @@ def register() -> tuple[dict[str, Any], int]:
     reference = payload.get("reference")
     if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
         raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
-    services = _services()
+    services = context.services()
     decision = usecases.register(services, instance_id, reference)
     return instance_json(decision.instance), 201 if decision.created else 200
 
@@ -79,7 +74,7 @@ def list_instances() -> dict[str, Any]:
         except ValueError:
             raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
     limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    rows = _services().store.page(status=status, limit=limit + 1, after=after)
+    rows = context.services().store.page(status=status, limit=limit + 1, after=after)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return {"instances": [instance_json(i) for i in page], "nextCursor": next_cursor}
@@ -87,7 +82,7 @@ def list_instances() -> dict[str, Any]:
 
 @bp.post("/instances/<instance_id>/poll")
 def poll(instance_id: str) -> dict[str, Any]:
-    services = _services()
+    services = context.services()
     _known(instance_id)
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
@@ -100,7 +95,7 @@ def poll(instance_id: str) -> dict[str, Any]:
 @bp.get("/events")
 def events() -> dict[str, Any]:
     after = _int_arg("after", 0, 0, 2**63 - 1)
-    rows = _services().store.events_after(after, _int_arg("limit", 100, 1, MAX_PAGE))
+    rows = context.services().store.events_after(after, _int_arg("limit", 100, 1, MAX_PAGE))
     return {
         "events": [event_json(r) for r in rows],
         "nextAfter": rows[-1]["seq"] if rows else after,
@@ -110,7 +105,7 @@ def events() -> dict[str, Any]:
 def _known(instance_id: str) -> Instance:
     found = None
     if INSTANCE_ID.fullmatch(instance_id):
-        found = _services().store.get(instance_id)
+        found = context.services().store.get(instance_id)
     if found is None:
         raise Problem(404, "Not found", "no such instance")
     return found

@@ -5,17 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
-from receiver.services import Services
+from receiver.web import context
 
 log = logging.getLogger("receiver.health")
 health = Blueprint("health", __name__)
-
-
-def _services() -> Services:
-    services: Services = current_app.extensions["receiver"]
-    return services
 
 
 @health.get("/healthz")
@@ -31,7 +26,7 @@ def openapi() -> Response:
 
 @health.get("/metrics")
 def metrics() -> Response:
-    services = _services()
+    services = context.services()
     text, content_type = services.metrics.render(services.store, services.clock())
     return Response(text, content_type=content_type)
 
@@ -39,7 +34,7 @@ def metrics() -> Response:
 @health.get("/readyz")
 def readyz() -> tuple[dict[str, str], int]:
     try:
-        _services().store.ping()
+        context.services().store.ping()
     except Exception:  # readiness answers for any failure of the store, whatever its kind
         log.warning("readyz.store_down")
         return {"status": "store unavailable"}, 503

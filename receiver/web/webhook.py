@@ -15,14 +15,14 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
 from receiver import usecases
 from receiver.config import Settings
 from receiver.domain.model import INSTANCE_ID
 from receiver.errors import Problem
-from receiver.services import Services
 from receiver.store.inbox import Delivery
+from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.webhook")
@@ -42,7 +42,7 @@ _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 
 @bp.post("/webhooks/gbg")
 def receive() -> tuple[dict[str, Any], int]:
-    services: Services = current_app.extensions["receiver"]
+    services = context.services()
     started = time.perf_counter()
     authenticate(services.settings)
     body = read_body()
