@@ -4,12 +4,13 @@
     ├── ConfigError          bad RECEIVER_* variables; start-up stops
     ├── StoreUnavailable     our database does not answer; HTTP 503 + Retry-After
     ├── Problem              a request the sender must not retry as is (RFC 9457 body)
+    ├── Throttled            an operator's fetch would wait too long; 429/503 + Retry-After
     └── GbgError             talking to GBG GO went wrong
         ├── GbgUnavailable   timeout, connection, 5xx, 429 (retry_after), garbage 200
         ├── GbgAuthError     the token endpoint refused our credentials, or 401 twice
         └── GbgRejected      any other 4xx, e.g. 404 for an unknown instance
 
-Views turn these into HTTP in one place (``receiver.http``); the poller counts GbgError
+Views turn these into HTTP in one place (``receiver.web.problems``); the poller counts GbgError
 as a failed fetch under GBG's policy.
 """
 
@@ -45,10 +46,31 @@ class Problem(ReceiverError):
         self.headers = headers or {}
 
 
+class Throttled(ReceiverError):
+    """A fetch could not start within the caller's wait: try again after ``retry_after``.
+
+    ``gbg_down`` when GBG-wide failures paused every fetch (a 503), else the shared rate
+    limit or GBG's own 429 is what holds it back (a 429).
+    """
+
+    def __init__(self, retry_after: float, *, gbg_down: bool) -> None:
+        super().__init__(f"no fetch slot for {retry_after:.1f} s")
+        self.retry_after = retry_after
+        self.gbg_down = gbg_down
+
+
 class GbgError(ReceiverError):
     """A state fetch, journey start or token request did not succeed."""
 
     kind = "error"
+
+    @property
+    def wide(self) -> bool:
+        """The failure says nothing about the instance asked for: GBG itself, or our
+        access to it, is failing (no connection, timeouts, 5xx, refused credentials)."""
+        return self.kind in ("connect", "timeout", "auth", "token") or self.kind.startswith(
+            "http_5"
+        )
 
 
 class GbgUnavailable(GbgError):

@@ -77,13 +77,9 @@ def start(directory: str | None) -> Metrics:
 
 
 def prepare(directory: str) -> None:
-    """Create the directory; drop files left by processes that no longer exist."""
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    for file in path.glob("*.db"):
-        pid = file.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            file.unlink(missing_ok=True)
+    """Create the directory. Files that dead processes left stay: deleting their counters
+    would make the summed counters go backwards, which Prometheus reads as a reset."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
 
 
 def worker_exited(directory: str, pid: int) -> None:
@@ -91,16 +87,6 @@ def worker_exited(directory: str, pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _store_registry(store: Store, now: float) -> Any:
@@ -133,6 +119,21 @@ def _store_registry(store: Store, now: float) -> Any:
                 "gbg_receiver_poll_lag_seconds",
                 "How long the most overdue instance has been waiting for its fetch",
                 value=facts["poll_lag"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_given_up_instances",
+                "Unfinished instances whose polling gave up (gbg-receiver resume --given-up)",
+                value=facts["given_up"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_gbg_failure_streak",
+                "GBG-wide failures in a row (no connection, 5xx, refused token), all workers",
+                value=facts["gbg_failures"],
+            )
+            yield GaugeMetricFamily(
+                "gbg_receiver_gbg_paused_seconds",
+                "How much longer every fetch waits because GBG is failing (0: not paused)",
+                value=facts["gbg_paused_for"],
             )
             yield GaugeMetricFamily(
                 "gbg_receiver_inbox_depth",

@@ -174,8 +174,13 @@ def test_state_without_a_status_is_garbage(body: dict[str, object]) -> None:
         parse_state(body)
 
 
-def test_undocumented_status_keeps_polling() -> None:
-    assert parse_state({"status": "Paused"}).status == IN_PROGRESS
+def test_an_undocumented_status_is_an_error_never_an_ending() -> None:
+    with pytest.raises(GbgUnavailable) as caught:
+        parse_state({"status": "Paused", "instanceId": "u-1"})
+    assert caught.value.kind == "unknown_status"
+    assert not caught.value.wide  # the instance's error to count, under GBG's policy
+    for spelling in ("InProgress", "IN_PROGRESS", "in_progress", "inprogress"):
+        assert parse_state({"status": spelling}).status == IN_PROGRESS
 
 
 def test_a_redirect_is_an_error_and_never_carries_the_credentials(sim: Simulator) -> None:
@@ -205,7 +210,8 @@ def test_a_redirect_is_an_error_and_never_carries_the_credentials(sim: Simulator
         client = gbg_client(sim, token_url=f"http://127.0.0.1:{redirect.server_port}/token")
         with pytest.raises(GbgUnavailable) as caught:
             client.fetch_state("r-1")
-        assert caught.value.kind == "http_307"  # type: ignore[attr-defined]
+        assert caught.value.kind == "token"  # type: ignore[attr-defined]
+        assert "307" in str(caught.value)
         state_client = gbg_client(sim, base_url=f"http://127.0.0.1:{redirect.server_port}")
         with pytest.raises(GbgUnavailable):
             state_client.fetch_state("r-1")

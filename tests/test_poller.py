@@ -150,7 +150,7 @@ def test_interval_sequence_under_three_consecutive_errors(
 ) -> None:
     sim.create("s-1")
     register(exact, "s-1")
-    sim.add_fault(Fault("503", count=3))
+    sim.add_fault(Fault("garbage", count=3))  # this instance's errors, not GBG's outage
     intervals = [poll_until_due(exact, clock, "s-1") for _ in range(5)]
     assert intervals == [300.0, 15.0, 20.0, 25.0, 10.0]  # timeout, +5 s per error, reset
     assert exact.store.get("s-1").poll_errors == 0  # type: ignore[union-attr]
@@ -177,7 +177,7 @@ def test_gives_up_after_the_maximum_then_a_webhook_resumes(
     exact.policy = replace(exact.policy, jitter=0.0)
     sim.set_status("g-1", "Completed")
     webhook(exact, "g-1")
-    sim.add_fault(Fault("503", count=3))
+    sim.add_fault(Fault("garbage", count=3))
     for _ in range(3):
         poll_until_due(exact, clock, "g-1")
     gave_up = exact.store.get("g-1")

@@ -108,9 +108,10 @@ def test_every_pair_of_current_and_observed(current: str | None, observed: str) 
         ("in progress", IN_PROGRESS),
         ("Completed", COMPLETED),
         ("COMPLETED", COMPLETED),
-        ("complete", COMPLETED),
         ("Failed", FAILED),
         ("FAILED", FAILED),
+        ("complete", None),  # context.result's word, not a journey status
+        ("pending", None),
         ("Exploded", None),
         (None, None),
         (3, None),

@@ -143,15 +143,18 @@ def test_due_instances_are_claimed_once_until_the_lease_expires(store: Store) ->
     assert [i.instance_id for i in retaken] == ["d-1"]
 
 
-def test_applying_a_result_releases_only_our_own_lease(store: Store) -> None:
+def test_a_result_is_applied_only_under_its_own_lease_and_releases_it(store: Store) -> None:
     apply(store, Registered("l-1"), NOW)
     at = NOW + POLICY.webhook_timeout
     store.claim_due("p1", at, 10, 60)
-    apply(store, FetchFailed("l-1", "http_500"), at + 1, lease_owner="someone-else")
+    # A worker whose lease lapsed (someone else holds it now) writes nothing.
+    lost = apply(store, FetchFailed("l-1", "http_500"), at + 1, lease_owner="someone-else")
+    assert lost.event is None and lost.instance.poll_errors == 0
     assert store.leases() == [("l-1", "p1", at + 60)]
+    assert store.get("l-1").poll_errors == 0  # type: ignore[union-attr]
     apply(store, FetchFailed("l-1", "http_500"), at + 1, lease_owner="p1")
     assert store.leases() == []
-    assert store.get("l-1").poll_errors == 2  # type: ignore[union-attr]
+    assert store.get("l-1").poll_errors == 1  # type: ignore[union-attr]
 
 
 def test_release_gives_back_every_lease_of_an_owner(store: Store) -> None:

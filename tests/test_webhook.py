@@ -46,9 +46,75 @@ def test_accepted_once_in_the_inbox_and_folded_by_a_worker(  # type: ignore[no-u
     # The confirming fetch is due RECEIVER_CONFIRM_DELAY after the webhook arrived.
     assert instance.next_poll_at == clock() - 0.05 + 1.0
     [stored] = store.deliveries_for("abc-123")
-    assert json.loads(stored["body"]) == body
+    # Without RECEIVER_STORE_PII only the allow-listed fields stay: the free text goes.
+    assert json.loads(stored["body"]) == {"instanceId": "abc-123", "status": "Completed"}
     assert "Authorization" not in stored["headers"]
     assert stored["peer"] == "127.0.0.1"
+
+
+PERSONAL_BODY = {
+    "instanceId": "pii-1",
+    "status": "Completed",
+    "message": "for Ada Lovelace",
+    "context": {
+        "subject": {"identity": {"firstName": "Ada", "dateOfBirth": "1815-12-10"}},
+        "process": {
+            "journey": {"name": "Age check", "id": "age", "version": "3"},
+            "steps": [
+                {
+                    "nodeId": "doc",
+                    "result": {
+                        "status": "complete",
+                        "outcome": "Of Age",
+                        "note": {"idNumber": "AB123456C"},
+                        "advice": {
+                            "age_result_capabilities": ["resultcode.confirm.age", "Ada Lovelace"],
+                            "name": "Ada",
+                        },
+                    },
+                }
+            ],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("store_pii", [False, True])
+def test_a_webhook_body_is_reduced_to_the_allow_list_unless_pii_storage_is_chosen(  # type: ignore[no-untyped-def]
+    client, services: Services, store: Store, store_pii: bool
+) -> None:
+    with_settings(services, store_pii=store_pii)
+    extra = {"X-Auth-Token": "t0ken-value", "Api-Key": "k3y-value", "X-Request-Id": "r-1"}
+    assert client.post(URL, json=PERSONAL_BODY, headers=basic() | extra).status_code == 202
+    [stored] = store.deliveries_for("pii-1")
+    assert stored["headers"] == {
+        "Content-Type": "application/json",
+        "Content-Length": str(len(json.dumps(PERSONAL_BODY))),
+        "User-Agent": stored["headers"]["User-Agent"],
+        "X-Request-Id": "r-1",
+    }  # an allow-list: unknown headers (tokens among them) never stay
+    if store_pii:
+        assert json.loads(stored["body"]) == PERSONAL_BODY
+        return
+    assert json.loads(stored["body"]) == {
+        "instanceId": "pii-1",
+        "status": "Completed",
+        "context": {
+            "process": {
+                "journey": {"name": "Age check", "id": "age", "version": "3"},
+                "steps": [
+                    {
+                        "nodeId": "doc",
+                        "result": {
+                            "status": "complete",
+                            "outcome": "Of Age",
+                            "advice": {"age_result_capabilities": ["resultcode.confirm.age"]},
+                        },
+                    }
+                ],
+            }
+        },
+    }
 
 
 def test_duplicate_webhook_is_acknowledged_and_harmless(  # type: ignore[no-untyped-def]

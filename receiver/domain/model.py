@@ -18,16 +18,8 @@ IN_PROGRESS, COMPLETED, FAILED, EXPIRED = "in_progress", "completed", "failed", 
 STATUSES = (IN_PROGRESS, COMPLETED, FAILED, EXPIRED)
 FINAL = frozenset({COMPLETED, FAILED})
 
-_SPELLINGS = {
-    "inprogress": IN_PROGRESS,
-    "pending": IN_PROGRESS,
-    "started": IN_PROGRESS,
-    "running": IN_PROGRESS,
-    "completed": COMPLETED,
-    "complete": COMPLETED,
-    "failed": FAILED,
-    "fail": FAILED,
-}
+# GBG documents three statuses; any spelling of them counts, anything else is unknown.
+_SPELLINGS = {"inprogress": IN_PROGRESS, "completed": COMPLETED, "failed": FAILED}
 
 
 def normalize_status(raw: Any) -> str | None:
@@ -100,6 +92,7 @@ class FetchFailed:
     error: str
     retry_after: float | None = None
     started_at: float | None = None
+    gbg_wide: bool = False  # GBG itself is failing: not this instance's error to count
 
 
 @dataclass(frozen=True)

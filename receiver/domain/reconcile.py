@@ -124,6 +124,8 @@ def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Ins
 def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> Instance:
     if current.status in FINAL:
         return replace(current, last_polled_at=now, updated_at=now, next_poll_at=None)
+    if obs.gbg_wide:  # GBG's outage, paused for all: the instance stays due, uncharged
+        return replace(current, last_polled_at=now, updated_at=now)
     errors = current.poll_errors + 1
     next_at = schedule.next_poll_at(
         policy,

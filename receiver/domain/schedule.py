@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # A journey still running after an hour is waiting on a person; polling it every 10 s
 # spends GBG's rate budget for nothing, so from then on the interval grows with its age.
 SLOWDOWN_AFTER = 3600.0
+# GBG-wide failures (no connection, 5xx, refused token) in a row, across every instance
+# and worker, before they count as GBG's outage rather than each instance's error.
+WIDE_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,15 @@ def next_poll_at(
 def _spread(instance_id: str, errors: int) -> float:
     """A stable number in [0, 1) per instance and attempt, so no randomness is needed."""
     return zlib.crc32(f"{instance_id}:{errors}".encode()) / 2**32
+
+
+def gbg_pause(policy: Policy, streak: int) -> float | None:
+    """How long every fetch waits after the ``streak``-th GBG-wide failure in a row, or
+    None while the streak is too short to be GBG's rather than chance.
+
+    GBG's per-instance arithmetic applied to GBG as a whole (the interval plus the backoff
+    per error, up to the ceiling): one probe per pause, and no instance pays for it.
+    """
+    if streak < WIDE_AFTER:
+        return None
+    return min(policy.max_interval, policy.interval + policy.error_backoff * streak)

@@ -94,10 +94,13 @@ class GbgClient:
             raise GbgUnavailable(f"token endpoint: {type(exc).__name__}", kind="connect") from exc
         if response.status_code in (400, 401, 403):
             raise GbgAuthError(f"token endpoint refused the credentials ({response.status_code})")
-        body = _answer(response, "token endpoint")
+        try:
+            body = _answer(response, "token endpoint")
+        except GbgUnavailable as exc:  # whatever went wrong, it stops every fetch alike
+            raise GbgUnavailable(str(exc), kind="token", retry_after=exc.retry_after) from None
         token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
         if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
-            raise GbgUnavailable("token endpoint answered without a token", kind="garbage")
+            raise GbgUnavailable("token endpoint answered without a token", kind="token")
         return token, float(lifetime)
 
     # -- calls ------------------------------------------------------------------------------

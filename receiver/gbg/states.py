@@ -6,7 +6,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.domain.model import IN_PROGRESS, GbgState, normalize_status
+from receiver.domain.model import GbgState, normalize_status
+from receiver.domain.privacy import STATE, minimal
 from receiver.errors import GbgUnavailable
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,20 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
         raise GbgUnavailable("state answer without a status", kind="garbage")
     status = normalize_status(raw_status)
     if status is None:
-        # An undocumented status is no proof the journey ended: keep polling, say so.
+        # Not one of GBG's three: no proof of anything. An error under the policy (backoff,
+        # then give up), never an ending; the metric and the log line say which status.
         log.warning("gbg.unknown_status", extra={"gbg_status": raw_status[:64]})
-        status = IN_PROGRESS
-    context = _dict(body.get("context"))
+        raise GbgUnavailable(f"undocumented status {raw_status[:64]!r}", kind="unknown_status")
+    document = body if store_pii else minimal(body, STATE)
+    context = _dict(document.get("context"))
     process = _dict(context.get("process"))
     journey_doc = _dict(process.get("journey"))
     meta = _dict(body.get("metaData"))
     journey = {k: journey_doc[k] for k in _JOURNEY_KEYS if k in journey_doc}
     if not journey and meta:
-        journey = {"startedAt": meta.get("createdTime"), "endedAt": meta.get("completedTime")}
+        # v1 says "completedTime": "" while in progress: no end yet is null, never "".
+        journey = {"startedAt": meta.get("createdTime") or None}
+        journey["endedAt"] = meta.get("completedTime") or None
     outcome = None
     for step in process.get("steps") or []:
         found = _dict(_dict(step).get("result")).get("outcome")
@@ -44,21 +49,12 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
         result=result if isinstance(result, dict) else None,
         journey=journey or None,
         completed_at=_timestamp(journey_doc.get("endedAt") or meta.get("completedTime")),
-        document=body if store_pii else _without_subject(body),
+        document=document,
     )
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _without_subject(value: Any) -> Any:
-    """A copy with every ``subject`` (GBG's personal data) removed, at any depth."""
-    if isinstance(value, dict):
-        return {k: _without_subject(v) for k, v in value.items() if k != "subject"}
-    if isinstance(value, list):
-        return [_without_subject(v) for v in value]
-    return value
 
 
 def _timestamp(value: Any) -> float | None:

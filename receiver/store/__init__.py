@@ -22,6 +22,7 @@ from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
 
 _T = TypeVar("_T")
+PURGE_BATCH = 1000
 
 __all__ = ["Database", "Delivery", "Store"]
 
@@ -65,11 +66,10 @@ class Store:
         with self.db.read() as conn:
             return instances.get(conn, instance_id)
 
-    def page(
-        self, *, status: str | None, limit: int, after: tuple[float, str] | None
-    ) -> list[Instance]:
+    def page(self, *, limit: int, after: tuple[float, str] | None, **where: Any) -> list[Instance]:
+        """A page of instances; ``where``: status, reference, given_up (None: any)."""
         with self.db.read() as conn:
-            return instances.page(conn, status=status, limit=limit, after=after)
+            return instances.page(conn, limit=limit, after=after, **where)
 
     def events_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         with self.db.read() as conn:
@@ -101,13 +101,46 @@ class Store:
         with self.db.write() as conn:
             return instances.release(conn, owner, instance_id)
 
+    def renew(self, owner: str, until: float) -> int:
+        with self.db.write() as conn:
+            return instances.renew(conn, owner, until)
+
+    def resume_given_up(self, now: float) -> int:
+        with self.db.write() as conn:
+            return instances.resume_given_up(conn, now)
+
+    def gbg_failed(self, now: float, pause_for: Callable[[int], float | None]) -> tuple[int, bool]:
+        with self.db.write() as conn:
+            return rate.failed(conn, now, pause_for)
+
+    def gbg_recovered(self) -> int:
+        with self.db.write() as conn:
+            return rate.recovered(conn)
+
+    def fetch_standing(self) -> tuple[float, int]:
+        with self.db.read() as conn:
+            return rate.standing(conn)
+
     def pause_fetches(self, until: float) -> None:
         with self.db.write() as conn:
             rate.pause(conn, until)
 
-    # -- retention ---------------------------------------------------------------------------
+    # -- retention and erasure -------------------------------------------------------------
 
     def purge(self, before: float) -> tuple[int, int]:
-        """Delete folded deliveries and drop state documents older than ``before``."""
+        """Delete folded deliveries and forget personal data older than ``before``.
+
+        Deliveries go in batches, each its own short transaction, so a long purge never
+        keeps a webhook waiting for the writer.
+        """
+        deleted = 0
+        while True:
+            with self.db.write() as conn:
+                batch = inbox.purge(conn, before, PURGE_BATCH)
+            deleted += batch
+            if batch < PURGE_BATCH:
+                break
         with self.db.write() as conn:
-            return inbox.purge(conn, before), instances.drop_states(conn, before)
+            forgotten = instances.forget(conn, before)
+        self.db.compact()
+        return deleted, forgotten

@@ -99,10 +99,27 @@ def depth(conn: Connection) -> tuple[int, float | None]:
     return int(count), oldest
 
 
-def purge(conn: Connection, before: float) -> int:
-    """Delete folded deliveries that arrived before ``before``; unfolded ones stay."""
-    return conn.execute(
-        deliveries.delete().where(
-            deliveries.c.received_at < before, deliveries.c.folded_at.is_not(None)
-        )
-    ).rowcount
+def erase(conn: Connection, instance_id: str) -> list[float]:
+    """Delete the instance's deliveries; answer when the unfolded ones among them arrived
+    (the caller folds those, so erasing never loses what a 202 acknowledged)."""
+    mine = deliveries.c.instance_id == instance_id
+    unfolded = conn.execute(
+        sa.select(deliveries.c.received_at)
+        .where(mine, deliveries.c.folded_at.is_(None))
+        .order_by(deliveries.c.id)
+    ).scalars()
+    arrived = [float(at) for at in unfolded]
+    conn.execute(deliveries.delete().where(mine))
+    return arrived
+
+
+def purge(conn: Connection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` folded deliveries that arrived before ``before``; unfolded
+    ones stay."""
+    oldest = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.received_at < before, deliveries.c.folded_at.is_not(None))
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return conn.execute(deliveries.delete().where(deliveries.c.id.in_(oldest))).rowcount

@@ -45,10 +45,11 @@ _INSERT = {
 }
 
 
-def lock(conn: Connection, ids: list[str]) -> dict[str, Instance]:
-    """Lock the rows of ``ids`` that exist, in id order (so no two writers deadlock)."""
+def lock(conn: Connection, ids: list[str]) -> dict[str, tuple[Instance, str | None]]:
+    """Lock the rows of ``ids`` that exist, in id order (so no two writers deadlock);
+    answer each instance with the owner of its lease, if one is held."""
     rows = conn.execute(_LOCK, {"ids": sorted(ids)}).all()
-    return {r.instance_id: to_instance(r) for r in rows}
+    return {r.instance_id: (to_instance(r), r.lease_owner) for r in rows}
 
 
 def insert(conn: Connection, created: list[Instance]) -> None:
@@ -73,7 +74,13 @@ def get(conn: Connection, instance_id: str) -> Instance | None:
 
 
 def page(
-    conn: Connection, *, status: str | None, limit: int, after: tuple[float, str] | None
+    conn: Connection,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[float, str] | None,
+    reference: str | None = None,
+    given_up: bool | None = None,
 ) -> list[Instance]:
     """Up to ``limit`` instances, newest first, registered before ``after`` (a position)."""
     query = sa.select(instances).order_by(
@@ -81,6 +88,10 @@ def page(
     )
     if status is not None:
         query = query.where(instances.c.status == status)
+    if reference is not None:
+        query = query.where(instances.c.reference == reference)
+    if given_up is not None:
+        query = query.where(instances.c.polling_gave_up.is_(given_up))
     if after is not None:
         at, last_id = after
         query = query.where(
@@ -185,12 +196,52 @@ def leases(conn: Connection) -> list[tuple[str, str, float]]:
     return [(r.instance_id, r.lease_owner, r.lease_expires_at) for r in rows]
 
 
-def drop_states(conn: Connection, before: float) -> int:
-    """Drop the state documents of instances last changed before ``before``."""
+# What an instance holds about the person checked; erasure and retention null these.
+PERSONAL = ("reference", "outcome", "result", "journey", "state", "webhook_claim")
+
+
+def erase(conn: Connection, instance_id: str) -> bool:
+    """Null the instance's personal fields; its status, times and events stay."""
+    return bool(
+        conn.execute(
+            instances.update()
+            .where(instances.c.instance_id == instance_id)
+            .values(dict.fromkeys(PERSONAL))
+        ).rowcount
+    )
+
+
+def forget(conn: Connection, before: float) -> int:
+    """Retention: null the personal fields of instances finished before ``before``, and
+    the state documents of unfinished ones last changed before then."""
+    old = instances.c.updated_at < before
+    finished = conn.execute(
+        instances.update()
+        .where(old, instances.c.status != IN_PROGRESS)
+        .where(sa.or_(*(instances.c[c].is_not(None) for c in PERSONAL)))
+        .values(dict.fromkeys(PERSONAL))
+    ).rowcount
+    unfinished = conn.execute(
+        instances.update()
+        .where(old, instances.c.status == IN_PROGRESS, instances.c.state.is_not(None))
+        .values(state=None)
+    ).rowcount
+    return int(finished + unfinished)
+
+
+def renew(conn: Connection, owner: str, until: float) -> int:
+    """Extend every lease ``owner`` holds to ``until`` (work on them is still running)."""
+    return conn.execute(
+        instances.update().where(instances.c.lease_owner == owner).values(lease_expires_at=until)
+    ).rowcount
+
+
+def resume_given_up(conn: Connection, now: float) -> int:
+    """Poll every unfinished instance that gave up again, from now, with a fresh budget."""
     return conn.execute(
         instances.update()
-        .where(instances.c.state.is_not(None), instances.c.updated_at < before)
-        .values(state=None)
+        .where(instances.c.polling_gave_up.is_(True), instances.c.status == IN_PROGRESS)
+        .values(polling_gave_up=False, poll_errors=0, next_poll_at=now, updated_at=now)
     ).rowcount
 
 

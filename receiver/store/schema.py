@@ -50,6 +50,8 @@ instances = sa.Table(
     sa.Index("ix_instances_newest", "registered_at", "instance_id"),
     sa.Index("ix_instances_status_newest", "status", "registered_at", "instance_id"),
     partial_index("ix_instances_lease_owner", "lease_owner", "lease_owner IS NOT NULL"),
+    sa.Index("ix_instances_reference", "reference"),
+    partial_index("ix_instances_given_up", "registered_at", "polling_gave_up"),
 )
 
 deliveries = sa.Table(
@@ -87,4 +89,8 @@ rate_limits = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     # GCRA's theoretical arrival time: the earliest moment the next fetch may start.
     sa.Column("tat", sa.Float, nullable=False),
+    # GBG-wide failures in a row, every worker's (no connection, 5xx, refused token).
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    # Until when every fetch waits because of them (GBG's outage, not any instance's).
+    sa.Column("paused_until", sa.Float),
 )

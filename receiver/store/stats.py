@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from receiver.domain.model import IN_PROGRESS
 from receiver.store import events, inbox
-from receiver.store.schema import instances
+from receiver.store.schema import FETCH_BUCKET, instances, rate_limits
 
 
 def snapshot(conn: Connection, now: float) -> dict[str, Any]:
@@ -24,12 +24,25 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
     overdue = conn.execute(
         sa.select(sa.func.min(instances.c.next_poll_at)).where(instances.c.next_poll_at <= now)
     ).scalar()
+    given_up = conn.execute(
+        sa.select(sa.func.count()).where(
+            instances.c.polling_gave_up.is_(True), instances.c.status == IN_PROGRESS
+        )
+    ).scalar_one()
+    failures, paused_until = conn.execute(
+        sa.select(rate_limits.c.failures, rate_limits.c.paused_until).where(
+            rate_limits.c.name == FETCH_BUCKET
+        )
+    ).one()
     waiting, oldest_delivery = inbox.depth(conn)
     return {
         "by_status": by_status,
         "resolved_by": events.endings_by_source(conn),
         "oldest_unfinished_age": _age(now, oldest),
         "poll_lag": _age(now, overdue),
+        "given_up": int(given_up),
+        "gbg_failures": int(failures),
+        "gbg_paused_for": max(0.0, paused_until - now) if paused_until is not None else 0.0,
         "inbox_depth": waiting,
         "inbox_oldest_age": _age(now, oldest_delivery),
     }

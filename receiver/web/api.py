@@ -7,13 +7,14 @@ import binascii
 import hmac
 import json
 import logging
+import math
 from typing import Any
 
 from flask import Blueprint, request
 
 from receiver import usecases
 from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
-from receiver.errors import Problem
+from receiver.errors import Problem, Throttled
 from receiver.shapes import event_json, instance_json
 from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
@@ -66,6 +67,9 @@ def list_instances() -> dict[str, Any]:
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
+    given_up = request.args.get("givenUp")
+    if given_up not in (None, "true", "false"):
+        raise Problem(400, "Invalid givenUp", "givenUp: true or false")
     cursor = request.args.get("cursor") or None
     after = None
     if cursor is not None:
@@ -74,7 +78,13 @@ def list_instances() -> dict[str, Any]:
         except ValueError:
             raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
     limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    rows = context.services().store.page(status=status, limit=limit + 1, after=after)
+    rows = context.services().store.page(
+        status=status,
+        reference=request.args.get("reference"),
+        given_up=None if given_up is None else given_up == "true",
+        limit=limit + 1,
+        after=after,
+    )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return {"instances": [instance_json(i) for i in page], "nextCursor": next_cursor}
@@ -86,10 +96,27 @@ def poll(instance_id: str) -> dict[str, Any]:
     _known(instance_id)
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
-    instance = usecases.poll_now(services, instance_id)
+    try:
+        instance = usecases.poll_now(services, instance_id)
+    except Throttled as exc:
+        wait = {"Retry-After": str(math.ceil(exc.retry_after))}
+        if exc.gbg_down:
+            raise Problem(
+                503, "GBG unavailable", "polling is paused while GBG fails", wait
+            ) from None
+        raise Problem(429, "Rate limit", "GBG's fetch rate is used up for now", wait) from None
     if instance is None:
         raise Problem(409, "Poll in progress", "a poller is fetching it now", {"Retry-After": "1"})
     return instance_json(instance)
+
+
+@bp.delete("/instances/<instance_id>")
+def erase(instance_id: str) -> dict[str, Any]:
+    """Erase the instance's personal data and deliveries; its status and events stay."""
+    erased = usecases.erase(context.services(), _known(instance_id).instance_id)
+    if erased is None:
+        raise Problem(404, "Not found", "no such instance")
+    return instance_json(erased)
 
 
 @bp.get("/events")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from flask import Blueprint, request
 from receiver import usecases
 from receiver.config import Settings
 from receiver.domain.model import INSTANCE_ID
+from receiver.domain.privacy import WEBHOOK, allowed_headers, minimal
 from receiver.errors import Problem
 from receiver.store.inbox import Delivery
 from receiver.web import context
@@ -37,7 +39,6 @@ ID_PATHS = (
     ("context", "process", "instance", "instanceId"),
 )
 CLAIM_PATHS = (("status",), ("data", "status"), ("context", "status"), ("journeyStatus",))
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 
 
 @bp.post("/webhooks/gbg")
@@ -49,12 +50,15 @@ def receive() -> tuple[dict[str, Any], int]:
     payload = parse_object(body)
     instance_id = find_instance_id(payload)
     claim = _first(payload, CLAIM_PATHS)
-    secret_headers = _SECRET_HEADERS | {services.settings.webhook_api_key_header.lower()}
+    if not services.settings.store_pii:  # GBG's body is unpublished: keep what is known safe
+        body = json.dumps(minimal(payload, WEBHOOK), separators=(",", ":")).encode()
     delivery = Delivery(
         instance_id=instance_id,
         received_at=services.clock(),
         body=body,
-        headers={k: v for k, v in request.headers.items() if k.lower() not in secret_headers},
+        headers=allowed_headers(
+            request.headers.items(), secret=services.settings.webhook_api_key_header
+        ),
         peer=request.remote_addr,
         claim=str(claim)[:64] if claim is not None else None,
     )

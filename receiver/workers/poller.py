@@ -9,7 +9,6 @@ limit lives in the store, so it holds across all of them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -17,8 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from receiver import usecases
-from receiver.domain.model import FINAL, Decision, Instance
-from receiver.errors import StoreUnavailable
+from receiver.domain.model import FINAL, Decision, FetchFailed, Instance
 from receiver.services import Services
 from receiver.store.groupcommit import GroupCommitter
 from receiver.usecases import FetchResult
@@ -60,6 +58,9 @@ class Poller:
     def drain(self, stopping: threading.Event | None = None) -> None:
         """Claim and hand out due instances until none is due (or ``stopping`` is set)."""
         stopping = stopping or threading.Event()
+        next_fetch, _ = self.services.store.fetch_standing()
+        if next_fetch > self.services.clock() + self.tick:
+            return  # every fetch is paused (GBG's 429 or outage): claim nothing meanwhile
         while not stopping.is_set():
             room = self._gather_room()
             if not room:
@@ -110,6 +111,20 @@ class Poller:
         self._pool.shutdown(wait=True)
         return self.services.store.release(self.owner)
 
+    def renew(self) -> int:
+        """Extend the leases this poller holds: fetches queued or running keep them."""
+        lease = self.services.settings.poll_lease
+        return self.services.store.renew(self.owner, self.services.clock() + lease)
+
+    def _failed(self, instance: Instance) -> None:
+        """Count a surprise as a failed fetch (backoff, then give up), so the instance is
+        not due again at once, in a loop; if even that fails, its lease lapses by itself."""
+        failure = FetchFailed(instance.instance_id, "internal")
+        try:
+            usecases.observe(self.services, failure, self.services.clock(), lease_owner=self.owner)
+        except Exception:
+            log.exception("poll.not_recorded", extra={"instance_id": instance.instance_id})
+
     def _fold(self, batch: list[tuple[FetchResult]]) -> list[Decision]:
         observations = [(r.observation, self.services.clock()) for (r,) in batch]
         return usecases.fold(
@@ -122,10 +137,9 @@ class Poller:
             folded: Decision = self._results.submit(fetched)
             fetched.log(folded)
             decision: Decision | None = folded
-        except Exception:  # one instance's surprise must not stop the others; its lease goes back
+        except Exception:  # one instance's surprise must not stop the others
             log.exception("poll.failed", extra={"instance_id": instance.instance_id})
-            with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
-                self.services.store.release(self.owner, instance.instance_id)
+            self._failed(instance)
             decision = None
         finally:
             self._room.release()

@@ -1,8 +1,9 @@
 """The background worker process: APScheduler jobs over the use cases, never inside gunicorn.
 
 Jobs: fold the inbox (every ``FOLD_TICK``, and again at once while batches come full),
-poll due instances (``Poller.drain`` every tick), expire instances past their TTL and
-purge what is past retention. Any number of workers may run at once.
+poll due instances (``Poller.drain`` every tick), renew the leases of the fetches under
+way, expire instances past their TTL and purge what is past retention. Any number of
+workers may run at once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def run(services: Services, *, tick: float = TICK) -> None:
         (lambda: poller.drain(stopping), tick),
         (lambda: usecases.expire(services, services.clock()), EXPIRE_EVERY),
         (lambda: usecases.purge(services), 3600.0),
+        (poller.renew, services.settings.poll_lease / 3),
     ]
     for job, every in jobs:
         scheduler.add_job(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -14,32 +13,13 @@ from typing import Any, NoReturn
 
 import click
 
-from receiver import usecases
-from receiver.config import Settings, child_environ
-from receiver.domain.model import INSTANCE_ID
+from receiver.cli import common, instances
+from receiver.config import child_environ
 from receiver.errors import ConfigError, StoreUnavailable
 from receiver.log import configure_logging
-from receiver.services import Services, build_services
-from receiver.shapes import instance_json
 from receiver.supervise import simulator_options, supervise
 
 log = logging.getLogger("receiver.cli")
-
-
-def _settings() -> Settings:
-    return Settings.from_env()
-
-
-def _web_settings() -> Settings:
-    settings = _settings()
-    settings.check_web()
-    return settings
-
-
-def _services() -> Services:
-    settings = _settings()
-    configure_logging(settings)
-    return build_services(settings)
 
 
 class _Commands(click.Group):
@@ -54,10 +34,6 @@ class _Commands(click.Group):
             raise click.ClickException(f"the store is unavailable: {exc}") from None
 
 
-def _print(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
 @click.group(cls=_Commands)
 def main() -> None:
     """gbg-receiver: GBG GO webhooks plus a polling fallback, reconciled in one store."""
@@ -68,7 +44,7 @@ def migrate() -> None:
     """Create or upgrade the database schema (idempotent)."""
     from receiver.migrations import upgrade
 
-    services = _services()
+    services = common.services()
     try:
         upgrade(services.store.engine)
     except Exception as exc:
@@ -79,7 +55,7 @@ def migrate() -> None:
 @main.command()
 def web() -> NoReturn:
     """Serve the webhook and the API with gunicorn, with the settings in receiver.web."""
-    _web_settings()  # a bad variable stops here, with its name, before gunicorn starts
+    common.web_settings()  # a bad variable stops here, with its name, before gunicorn starts
     args = [
         sys.executable,
         "-m",
@@ -96,7 +72,7 @@ def poller() -> None:
     """Run the polling fallback (any number of pollers may run at once)."""
     from receiver.workers import worker
 
-    services = _services()
+    services = common.services()
     if services.gbg is None:
         raise click.ClickException(
             "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials "
@@ -115,7 +91,7 @@ def poller() -> None:
 )
 def serve(with_simulator: bool) -> None:
     """Run web (gunicorn) and poller as two supervised children."""
-    settings = _web_settings()
+    settings = common.web_settings()
     configure_logging(settings)
     if not settings.gbg_configured:
         raise click.ClickException(
@@ -151,76 +127,13 @@ def copy_store(source_url: str) -> None:
     from receiver.store.copy import copy_from
     from receiver.store.engine import Database
 
-    services = _services()
+    services = common.services()
     try:
         source = Database.from_url(source_url)
         copied = copy_from(source, services.store.db)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{n} {table}" for table, n in copied.items()) + " copied")
-
-
-@main.command()
-@click.option(
-    "--days",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Override RECEIVER_RETENTION_DAYS for this run.",
-)
-def purge(days: float | None) -> None:
-    """Delete raw deliveries and state documents older than the retention period."""
-    services = _services()
-    deleted, dropped = usecases.purge(services, days)
-    click.echo(f"deleted {deleted} deliveries, dropped {dropped} state documents")
-
-
-@main.command()
-@click.argument("instance_id")
-@click.option("--reference", default=None, help="Your own reference for the journey.")
-def register(instance_id: str, reference: str | None) -> None:
-    """Register an instance; its webhook timeout starts now."""
-    if not INSTANCE_ID.fullmatch(instance_id):
-        raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
-    services = _services()
-    decision = usecases.register(services, instance_id, reference)
-    _print(instance_json(decision.instance))
-
-
-@main.command()
-@click.argument("instance_id")
-def show(instance_id: str) -> None:
-    """Show one instance."""
-    services = _services()
-    instance = services.store.get(instance_id)
-    if instance is None:
-        raise click.ClickException(f"no such instance: {instance_id}")
-    _print(instance_json(instance))
-
-
-@main.command()
-@click.argument("instance_id")
-def poll(instance_id: str) -> None:
-    """Fetch an instance's state from GBG now (resumes a given-up instance)."""
-    services = _services()
-    if services.gbg is None:
-        raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
-    if services.store.get(instance_id) is None:
-        raise click.ClickException(f"no such instance: {instance_id}")
-    instance = usecases.poll_now(services, instance_id)
-    if instance is None:
-        raise click.ClickException("a poller is fetching it right now; try again in a second")
-    _print(instance_json(instance))
-
-
-@main.command("list")
-@click.option("--status", type=click.Choice(["in_progress", "completed", "failed", "expired"]))
-@click.option("--limit", default=50, type=click.IntRange(1, 1000))
-def list_(status: str | None, limit: int) -> None:
-    """List instances, newest first."""
-    services = _services()
-    page = services.store.page(status=status, limit=limit, after=None)
-    for instance in page:
-        click.echo(json.dumps(instance_json(instance)))
 
 
 @main.command()
@@ -270,6 +183,10 @@ def simulator(
         pass
     finally:
         server.server_close()
+
+
+for command in instances.COMMANDS:
+    main.add_command(command)
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> NoReturn:

@@ -1,0 +1,108 @@
+"""Operator commands on the store: register, show, poll, list, resume, erase, purge."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from receiver import usecases
+from receiver.cli import common
+from receiver.domain.model import INSTANCE_ID, STATUSES
+from receiver.errors import Throttled
+from receiver.shapes import instance_json
+
+
+@click.command()
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Override RECEIVER_RETENTION_DAYS for this run.",
+)
+def purge(days: float | None) -> None:
+    """Delete raw deliveries and forget personal data older than the retention period."""
+    deleted, forgotten = usecases.purge(common.services(), days)
+    click.echo(f"deleted {deleted} deliveries, forgot personal data of {forgotten} instances")
+
+
+@click.command()
+@click.argument("instance_id")
+@click.option("--reference", default=None, help="Your own reference for the journey.")
+def register(instance_id: str, reference: str | None) -> None:
+    """Register an instance; its webhook timeout starts now."""
+    if not INSTANCE_ID.fullmatch(instance_id):
+        raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
+    services = common.services()
+    decision = usecases.register(services, instance_id, reference)
+    common.echo_json(instance_json(decision.instance))
+
+
+@click.command()
+@click.argument("instance_id")
+def show(instance_id: str) -> None:
+    """Show one instance."""
+    services = common.services()
+    instance = services.store.get(instance_id)
+    if instance is None:
+        raise click.ClickException(f"no such instance: {instance_id}")
+    common.echo_json(instance_json(instance))
+
+
+@click.command()
+@click.argument("instance_id")
+def poll(instance_id: str) -> None:
+    """Fetch an instance's state from GBG now (resumes a given-up instance)."""
+    services = common.services()
+    if services.gbg is None:
+        raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
+    if services.store.get(instance_id) is None:
+        raise click.ClickException(f"no such instance: {instance_id}")
+    try:
+        instance = usecases.poll_now(services, instance_id)
+    except Throttled as exc:
+        why = "GBG is failing, polling is paused" if exc.gbg_down else "the GBG rate limit"
+        raise click.ClickException(f"{why}: try again in {exc.retry_after:.0f} s") from None
+    if instance is None:
+        raise click.ClickException("a poller is fetching it right now; try again in a second")
+    common.echo_json(instance_json(instance))
+
+
+@click.command("list")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--reference", default=None, help="Only instances with this reference.")
+@click.option("--given-up", is_flag=True, help="Only instances whose polling gave up.")
+@click.option("--limit", default=50, type=click.IntRange(1, 1000))
+def list_(status: str | None, reference: str | None, given_up: bool, limit: int) -> None:
+    """List instances, newest first."""
+    page = common.services().store.page(
+        status=status,
+        reference=reference,
+        given_up=True if given_up else None,
+        limit=limit,
+        after=None,
+    )
+    for instance in page:
+        click.echo(json.dumps(instance_json(instance)))
+
+
+@click.command()
+@click.option("--given-up", is_flag=True, required=True, help="Every instance that gave up.")
+def resume(given_up: bool) -> None:
+    """Poll again, from now and with a fresh error budget, every unfinished instance
+    whose polling gave up."""
+    resumed = usecases.resume_given_up(common.services())
+    click.echo(f"resumed {resumed} instances")
+
+
+@click.command()
+@click.argument("instance_id")
+def erase(instance_id: str) -> None:
+    """Erase an instance's personal data and deliveries (its status and events stay)."""
+    erased = usecases.erase(common.services(), instance_id)
+    if erased is None:
+        raise click.ClickException(f"no such instance: {instance_id}")
+    common.echo_json(instance_json(erased))
+
+
+COMMANDS = (purge, register, show, poll, list_, resume, erase)

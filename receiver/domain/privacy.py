@@ -1,0 +1,95 @@
+"""Personal data kept only by choice: the allow-lists of what is stored otherwise.
+
+GBG's state documents carry the person being checked (``context.subject``, step
+``note``s, v1's ``data``) and GBG's webhook body is not published. Unless the operator
+sets RECEIVER_STORE_PII, only the fields named here are stored: ids, statuses, the
+outcome and advice codes of each step, the journey's name, id, version and times.
+Everything else, known or not, is dropped: an allow-list, never a deny-list.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# An advice code as GBG writes them ("resultcode.confirm.age"): dotted words, no spaces.
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){1,8}")
+_TEXT = 256  # longest string kept from an allow-listed field
+
+# A shape says what to keep: True keeps a scalar, a dict keeps those keys (each with its
+# own shape), a one-item list keeps every item by that item's shape, CODES keeps advice.
+CODES = "codes"
+_RESULT: dict[str, Any] = {"status": True, "outcome": True, "advice": CODES}
+_JOURNEY = {k: True for k in ("name", "id", "version", "startedAt", "endedAt")} | {
+    "durationMilliSec": True
+}
+STATE: dict[str, Any] = {
+    "instanceId": True,
+    "status": True,
+    "metaData": {"createdTime": True, "completedTime": True},
+    "context": {
+        "process": {
+            "journey": _JOURNEY,
+            "instance": {"id": True, "instanceId": True},
+            "steps": [{"nodeId": True, "status": True, "result": _RESULT}],
+        },
+        "result": _RESULT,
+        "status": True,
+    },
+}
+WEBHOOK: dict[str, Any] = STATE | {
+    "instance_id": True,
+    "journeyStatus": True,
+    "data": {"instanceId": True, "status": True},
+}
+
+# Request headers kept with a webhook delivery; credentials and the rest are not.
+HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "user-agent",
+        "x-request-id",
+        "x-correlation-id",
+        "traceparent",
+        "x-forwarded-proto",
+    }
+)
+
+
+def minimal(document: Any, shape: Any) -> Any:
+    """What ``shape`` allows of ``document``; None where nothing is allowed."""
+    if shape is True:
+        if isinstance(document, str):
+            return document[:_TEXT]
+        return document if isinstance(document, int | float | bool) or document is None else None
+    if shape == CODES:
+        return _codes(document)
+    if isinstance(shape, list):
+        if not isinstance(document, list):
+            return None
+        return [minimal(item, shape[0]) for item in document]
+    if not isinstance(document, dict):
+        return None
+    kept = {key: minimal(document[key], sub) for key, sub in shape.items() if key in document}
+    return {key: value for key, value in kept.items() if value is not None}
+
+
+def allowed_headers(headers: Any, secret: str) -> dict[str, str]:
+    """The allow-listed headers of ``headers`` (pairs), never the one named ``secret``."""
+    return {k: v[:_TEXT] for k, v in headers if k.lower() in HEADERS - {secret.lower()}}
+
+
+def _codes(advice: Any) -> dict[str, Any] | None:
+    """Advice reduced to its codes: strings that look like codes, alone or in lists."""
+    if not isinstance(advice, dict):
+        return None
+    kept: dict[str, Any] = {}
+    for key, value in advice.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+            continue
+        if isinstance(value, str) and _CODE.fullmatch(value):
+            kept[key] = value
+        elif isinstance(value, list):
+            kept[key] = [v for v in value if isinstance(v, str) and _CODE.fullmatch(v)]
+    return kept
