@@ -58,7 +58,10 @@ def test_purge_deletes_raw_deliveries_past_retention(tmp_path: Path) -> None:
     services.store.append_delivery(Delivery("p-2", 1000.0, b"{}", {}, None, None))
     assert usecases.fold_inbox(services, limit=1) == 1  # p-2 stays in the inbox
     services.store.engine.dispose()
-    assert cli(env, "purge").stdout.strip() == "deleted 1 deliveries, forgot personal data of 0 instances"
+    assert (
+        cli(env, "purge").stdout.strip()
+        == "deleted 1 deliveries, forgot personal data of 0 instances"
+    )
     assert cli(env, "purge", "--days", "0").returncode == 2
     assert json.loads(cli(env, "show", "p-1").stdout)["instanceId"] == "p-1"
     assert "no such instance: p-2" in cli(env, "show", "p-2").stderr  # unfolded, and kept

@@ -49,6 +49,8 @@ class SimInstance:
     outcome: str | None = None
     completed: float | None = None
     subject: dict[str, Any] = field(default_factory=dict)
+    # What a document step notes down (GBG's own example holds an ID number).
+    note: dict[str, Any] = field(default_factory=lambda: {"idNumber": "SIM-ID-4417"})
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Fault:
     count: int = 1
     on: str = "fetch"  # fetch | token | start
     instance_id: str | None = None
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # a string is sent as is ("inf", an HTTP date)
     delay: float = 15.0  # for "timeout": longer than any sane read timeout
 
 
@@ -114,7 +116,12 @@ class Simulator:
 
     # -- scenario controls (also used directly by tests) ------------------------------------
 
-    def create(self, instance_id: str | None = None, subject: dict[str, Any] | None = None) -> str:
+    def create(
+        self,
+        instance_id: str | None = None,
+        subject: dict[str, Any] | None = None,
+        note: dict[str, Any] | None = None,
+    ) -> str:
         instance_id = instance_id or str(uuid.uuid4())
         with self.lock:
             self.instances.setdefault(
@@ -124,6 +131,7 @@ class Simulator:
                     "sim-journey@latest",
                     time.time(),
                     subject=subject if subject is not None else _demo_subject(),
+                    **({"note": note} if note is not None else {}),
                 ),
             )
         return instance_id
@@ -169,7 +177,16 @@ class Simulator:
     def post_webhook(self, instance_id: str, status: str) -> None:
         if not self.webhook.url:
             return
-        body = {"instanceId": instance_id, "status": status, "message": self.webhook.message}
+        with self.lock:
+            known = self.instances.get(instance_id)
+            subject = known.subject if known else {}
+        # GBG's body is unpublished: this one carries the person too, the worst case.
+        body = {
+            "instanceId": instance_id,
+            "status": status,
+            "message": self.webhook.message,
+            "context": {"subject": subject},
+        }
         entry: dict[str, Any] = {"instanceId": instance_id, "at": time.time()}
         try:
             answer = self.session.post(
@@ -215,7 +232,8 @@ class Simulator:
         response = jsonify({"error": f"simulated {kind}"})
         response.status_code = int(kind)
         if kind == "429":
-            response.headers["Retry-After"] = str(int(fault.retry_after or 2))
+            wait = fault.retry_after or 2
+            response.headers["Retry-After"] = wait if isinstance(wait, str) else str(int(wait))
         return response
 
     def _authorized(self) -> bool:
@@ -328,7 +346,7 @@ class Simulator:
         @app.post("/_sim/journeys")
         def journey() -> Response:
             spec = request.get_json(silent=True) or {}
-            instance_id = self.create(spec.get("instanceId"))
+            instance_id = self.create(spec.get("instanceId"), spec.get("subject"), spec.get("note"))
             self.finish(
                 instance_id,
                 spec.get("status", "Completed"),
@@ -422,8 +440,14 @@ def _demo_subject() -> dict[str, Any]:
     return {
         "identity": {
             "firstName": "Simona",
-            "lastName": "Testperson-7f3a",
+            "lastNames": ["Testperson-7f3a"],
             "dateOfBirth": "1990-02-03",
+            "currentAddress": {
+                "lines": ["1 Simulated Street"],
+                "locality": "Testville",
+                "postalCode": "TE5 7AA",
+                "country": "GB",
+            },
         }
     }
 
@@ -443,9 +467,9 @@ def _state_v2(inst: SimInstance) -> dict[str, Any]:
     result_status = {"Completed": "complete", "Failed": "failed"}.get(inst.status, "pending")
     steps = []
     if inst.outcome:
-        steps.append(
-            {"nodeId": "age-check", "result": {"status": "complete", "outcome": inst.outcome}}
-        )
+        result = {"status": "complete", "outcome": inst.outcome, "note": inst.note}
+        result["advice"] = {"age_result_capabilities": ["resultcode.confirm.age"]}
+        steps.append({"nodeId": "age-check", "result": result})
     return {
         "instanceId": inst.instance_id,
         "status": inst.status,

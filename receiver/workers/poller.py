@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from receiver import usecases
 from receiver.domain.model import FINAL, Decision, FetchFailed, Instance
+from receiver.domain.schedule import WIDE_AFTER
 from receiver.services import Services
 from receiver.store.groupcommit import GroupCommitter
 from receiver.usecases import FetchResult
@@ -54,15 +55,23 @@ class Poller:
         # lock) for the answers that came back together, not one for each.
         self._results = GroupCommitter(self._fold)
         self.report = Report()
+        self._probe: Future[Decision | None] | None = None
 
     def drain(self, stopping: threading.Event | None = None) -> None:
         """Claim and hand out due instances until none is due (or ``stopping`` is set)."""
         stopping = stopping or threading.Event()
-        next_fetch, _ = self.services.store.fetch_standing()
+        next_fetch, failures = self.services.store.fetch_standing()
         if next_fetch > self.services.clock() + self.tick:
             return  # every fetch is paused (GBG's 429 or outage): claim nothing meanwhile
+        # GBG was failing for everyone: one probe at a time, the rest follow its success.
+        probing = failures >= WIDE_AFTER
         while not stopping.is_set():
-            room = self._gather_room()
+            if probing:
+                if self._probe is not None and not self._probe.done():
+                    return
+                room = 1 if self._room.acquire(timeout=self.tick) else 0
+            else:
+                room = self._gather_room()
             if not room:
                 continue
             claimed: list[Instance] = []
@@ -80,6 +89,9 @@ class Poller:
                 future = self._pool.submit(self._fetch, instance)
                 with self._lock:
                     self._futures.append(future)
+            if probing:
+                self._probe = future
+                return
 
     def _gather_room(self) -> int:
         """Room for claims, in batches of RECEIVER_POLL_CONCURRENCY where the work allows.

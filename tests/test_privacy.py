@@ -1,0 +1,153 @@
+"""Personal data is kept only by the operator's choice, and erase removes what was kept.
+
+A full journey (webhook, confirming fetch, completion) whose webhook and state carry a
+person; then every table (and, on SQLite, the database's files byte for byte) and every
+log record is searched for that person.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from receiver import usecases
+from receiver.services import Services
+from receiver.store.schema import metadata
+from receiver.testing.simulator import Simulator
+from receiver.web import create_app
+from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.test_poller import poll_once
+from tests.test_webhook import basic
+
+SUBJECT = {
+    "identity": {
+        "firstName": "Zelphine",
+        "lastNames": ["Quorrington"],
+        "dateOfBirth": "1971-04-09",
+        "currentAddress": {
+            "lines": ["17 Wexley Mews"],
+            "locality": "Brambleford",
+            "postalCode": "QX9 4ZZ",
+            "country": "GB",
+        },
+    }
+}
+NOTE = {"idNumber": "ZX4481273"}
+PERSONAL = ("Zelphine", "Quorrington", "1971-04-09", "17 Wexley Mews", "Brambleford", "QX9 4ZZ")
+PERSONAL += ("ZX4481273",)
+
+
+def stored_text(services: Services) -> str:
+    """Every row of every table, as text."""
+    with services.store.engine.connect() as conn:
+        rows = [
+            dict(r._mapping) for t in metadata.sorted_tables for r in conn.execute(sa.select(t))
+        ]
+    return json.dumps(rows, default=lambda v: v.decode() if isinstance(v, bytes) else str(v))
+
+
+def file_bytes(services: Services) -> bytes:
+    """The SQLite database and its write-ahead log as they lie on disk (b"" for PostgreSQL)."""
+    database = services.store.engine.url.database
+    if services.store.db.is_postgres or not database:
+        return b""
+    return b"".join(p.read_bytes() for p in Path(database).parent.glob(Path(database).name + "*"))
+
+
+def found(personal: tuple[str, ...], text: str, raw: bytes) -> set[str]:
+    return {p for p in personal if p in text or p.encode() in raw}
+
+
+def journey(services: Services, sim: Simulator, clock: FakeClock) -> None:
+    sim.create("pii-1", subject=SUBJECT, note=NOTE)
+    sim.set_status("pii-1", "Completed", "Of Age")
+    client = create_app(services=services).test_client()
+    body = {
+        "instanceId": "pii-1",
+        "status": "Completed",
+        "message": "Zelphine Quorrington finished",
+        "context": {"subject": SUBJECT},
+    }
+    assert client.post("/webhooks/gbg", json=body, headers=basic()).status_code == 202
+    assert usecases.fold_inbox(services) == 1
+    clock.advance(1)
+    poll_once(services)
+    done = services.store.get("pii-1")
+    assert done is not None
+    assert (done.status, done.outcome) == ("completed", "Of Age")
+
+
+def test_with_pii_storage_off_no_personal_string_is_stored_or_logged(
+    services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    journey(services, sim, clock)
+    assert found(PERSONAL, stored_text(services), file_bytes(services)) == set()
+    logged = repr([r.__dict__ for r in caplog.records])
+    assert found(PERSONAL, logged, b"") == set()
+    # What is kept still tells the application what GBG decided.
+    state = services.store.get("pii-1").state  # type: ignore[union-attr]
+    assert state is not None
+    [step] = state["context"]["process"]["steps"]
+    assert step["result"] == {
+        "status": "complete",
+        "outcome": "Of Age",
+        "advice": {"age_result_capabilities": ["resultcode.confirm.age"]},
+    }
+
+
+def test_with_pii_storage_on_personal_data_stays_until_erased(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, store_pii=True)
+    services.gbg.store_pii = True  # type: ignore[union-attr]
+    journey(services, sim, clock)
+    assert found(PERSONAL, stored_text(services), b"") == set(PERSONAL)
+    if not services.store.db.is_postgres:  # the byte search does see what is on disk
+        assert found(PERSONAL, "", file_bytes(services)) == set(PERSONAL)
+    client = create_app(services=services).test_client()
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    erased = client.delete("/api/v1/instances/pii-1", headers=bearer)
+    assert erased.status_code == 200
+    assert (erased.get_json()["status"], erased.get_json()["outcome"]) == ("completed", None)
+    assert found(PERSONAL, stored_text(services), file_bytes(services)) == set()
+    assert services.store.deliveries_for("pii-1") == []
+    assert [e["status"] for e in services.store.events_after(0, 10)] == ["completed"]
+    assert client.delete("/api/v1/instances/nobody", headers=bearer).status_code == 404
+
+
+def test_erase_folds_an_acknowledged_delivery_before_deleting_it(
+    services: Services, sim: Simulator
+) -> None:
+    client = create_app(services=services).test_client()
+    assert (
+        client.post("/webhooks/gbg", json={"instanceId": "e-1"}, headers=basic()).status_code == 202
+    )
+    erased = usecases.erase(services, "e-1")  # the worker has not folded it yet
+    assert erased is not None and erased.webhook_received_at is not None
+    assert services.store.deliveries_for("e-1") == []
+
+
+def test_retention_forgets_finished_instances_personal_data(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, store_pii=True)
+    services.gbg.store_pii = True  # type: ignore[union-attr]
+    journey(services, sim, clock)
+    usecases.register(services, "still-running", "customer-42")
+    assert usecases.purge(services) == (0, 0)  # nothing is 30 days old yet
+    clock.advance(31 * 86400)
+    assert usecases.purge(services) == (1, 1)
+    assert found(PERSONAL, stored_text(services), file_bytes(services)) == set()
+    kept = services.store.get("pii-1")
+    assert kept is not None and (kept.status, kept.reference, kept.outcome) == (
+        "completed",
+        None,
+        None,
+    )
+    # An unfinished instance keeps what the application needs to find it.
+    assert services.store.get("still-running").reference == "customer-42"  # type: ignore[union-attr]

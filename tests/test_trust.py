@@ -1,0 +1,124 @@
+"""Nothing GBG sends can stop polling for everyone; an outage charges no instance.
+
+The worker's own engine against the simulator over HTTP, on a clock the test moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from receiver import usecases
+from receiver.domain.model import FetchFailed
+from receiver.services import Services
+from receiver.testing.simulator import Fault, Simulator
+from receiver.web import create_app
+from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.test_poller import poll_once, webhook
+
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
+NORMAL = [f"n-{n}" for n in range(6)]
+
+
+def run_for(services: Services, clock: FakeClock, seconds: float, step: float = 1.0) -> None:
+    end = clock() + seconds
+    while clock() < end:
+        poll_once(services)
+        clock.advance(step)
+
+
+def test_a_hostile_gbg_answer_stops_nobody_else(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, poll_max_errors=3)
+    client = create_app(services=services).test_client()
+    hostile: dict[str, Any] = {
+        "h-inf": "inf",
+        "h-date": "Fri, 01 Jan 2100 00:00:00 GMT",
+        "h-big": "1e12",
+    }
+    for instance_id, wait in hostile.items():
+        sim.add_fault(Fault("429", count=10**6, retry_after=wait, instance_id=instance_id))
+    sim.set_status("h-unknown", "Paused")  # no status GBG documents
+    for instance_id in NORMAL:
+        sim.set_status(instance_id, "Completed", "Of Age")
+    start = clock()
+    for instance_id in [*hostile, "h-unknown", *NORMAL]:
+        webhook(services, instance_id)
+    answers = set()
+    while clock() < start + 1 + 60 + 10:  # the confirm delay, one bounded pause, a schedule
+        poll_once(services)
+        answers.add(client.get("/api/v1/instances", headers=BEARER).status_code)
+        clock.advance(1)
+    for instance_id in NORMAL:
+        assert services.store.get(instance_id).status == "completed"  # type: ignore[union-attr]
+    run_for(services, clock, 600, step=5)  # long enough for the odd ones to give up
+    for instance_id in [*hostile, "h-unknown"]:
+        odd = services.store.get(instance_id)
+        assert odd is not None
+        assert (odd.status, odd.polling_gave_up, odd.poll_errors) == ("in_progress", True, 3)
+        answers.add(client.get(f"/api/v1/instances/{instance_id}", headers=BEARER).status_code)
+    answers.add(client.get("/api/v1/instances", headers=BEARER).status_code)
+    assert answers == {200}
+    # Bounded: no 429 kept anyone waiting for longer than a minute.
+    paused_until, _ = services.store.fetch_standing()
+    assert paused_until <= clock() + 60
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'gbg_receiver_gbg_fetches_total{outcome="unknown_status"}' in text
+    assert "gbg_receiver_given_up_instances 4.0" in text
+
+
+def test_an_outage_longer_than_the_error_budget_gives_up_no_instance(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    for instance_id in NORMAL:
+        sim.set_status(instance_id, "Completed", "Of Age")
+        webhook(services, instance_id)
+    # One instance had given up before the outage, on errors of its own.
+    sim.set_status("before", "Completed")
+    webhook(services, "before")
+    for _ in range(services.settings.poll_max_errors):
+        usecases.observe(services, FetchFailed("before", "garbage"), clock())
+    assert services.store.get("before").polling_gave_up  # type: ignore[union-attr]
+    sim.add_fault(Fault("503", count=10**6))  # GBG is down for everyone
+    outage = 41 * 60.0  # longer than 30 errors at the interval plus backoff (~45 min)
+    run_for(services, clock, outage, step=5)
+    during = [services.store.get(i) for i in NORMAL]
+    assert all(i is not None and not i.polling_gave_up for i in during)
+    assert max(i.poll_errors for i in during if i) < 3  # only before the outage was known
+    fetched_during = len(sim.fetches())
+    assert fetched_during < 40  # probes, not 6 x 30 errors' worth
+    facts = services.store.snapshot(clock())
+    assert facts["gbg_failures"] >= 3 and facts["gbg_paused_for"] > 0
+    with sim.lock:
+        sim.faults.clear()  # GBG is back
+    run_for(services, clock, 310, step=5)  # the longest pause, then the normal schedule
+    for instance_id in [*NORMAL, "before"]:
+        back = services.store.get(instance_id)
+        assert back is not None
+        assert (back.status, back.polling_gave_up) == ("completed", False), instance_id
+    assert services.store.snapshot(clock())["gbg_failures"] == 0
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "Fri, 01 Jan 2100 00:00:00 GMT"])
+def test_an_operators_poll_waits_a_bounded_time_then_says_when_to_retry(
+    services: Services, sim: Simulator, clock: FakeClock, retry_after: str
+) -> None:
+    client = create_app(services=services).test_client()
+    sim.set_status("o-1", "Completed")
+    sim.set_status("o-2", "Completed")
+    webhook(services, "o-1")
+    webhook(services, "o-2")
+    sim.add_fault(Fault("429", retry_after=retry_after, instance_id="o-1"))
+    clock.advance(1)
+    first = client.post("/api/v1/instances/o-1/poll", headers=BEARER)
+    assert first.status_code == 200  # GBG's 429 is this fetch's answer: counted, paused
+    assert first.get_json()["pollErrors"] == 1
+    waited = clock()
+    second = client.post("/api/v1/instances/o-2/poll", headers=BEARER)
+    assert second.status_code == 429
+    assert second.headers["Content-Type"] == "application/problem+json"
+    assert 55 <= int(second.headers["Retry-After"]) <= 60
+    assert clock() - waited < 1  # answered at once, no thread held for a minute
+    assert services.store.get("o-2").status == "in_progress"  # type: ignore[union-attr]
