@@ -128,7 +128,8 @@ def test_erase_folds_an_acknowledged_delivery_before_deleting_it(
         client.post("/webhooks/gbg", json={"instanceId": "e-1"}, headers=basic()).status_code == 202
     )
     erased = usecases.erase(services, "e-1")  # the worker has not folded it yet
-    assert erased is not None and erased.webhook_received_at is not None
+    assert erased is not None
+    assert erased.webhook_received_at is not None
     assert services.store.deliveries_for("e-1") == []
 
 
@@ -144,7 +145,8 @@ def test_retention_forgets_finished_instances_personal_data(
     assert usecases.purge(services) == (1, 1)
     assert found(PERSONAL, stored_text(services), file_bytes(services)) == set()
     kept = services.store.get("pii-1")
-    assert kept is not None and (kept.status, kept.reference, kept.outcome) == (
+    assert kept is not None
+    assert (kept.status, kept.reference, kept.outcome) == (
         "completed",
         None,
         None,

@@ -149,7 +149,8 @@ def test_a_result_is_applied_only_under_its_own_lease_and_releases_it(store: Sto
     store.claim_due("p1", at, 10, 60)
     # A worker whose lease lapsed (someone else holds it now) writes nothing.
     lost = apply(store, FetchFailed("l-1", "http_500"), at + 1, lease_owner="someone-else")
-    assert lost.event is None and lost.instance.poll_errors == 0
+    assert lost.event is None
+    assert lost.instance.poll_errors == 0
     assert store.leases() == [("l-1", "p1", at + 60)]
     assert store.get("l-1").poll_errors == 0  # type: ignore[union-attr]
     apply(store, FetchFailed("l-1", "http_500"), at + 1, lease_owner="p1")
