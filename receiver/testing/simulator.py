@@ -50,7 +50,7 @@ class SimInstance:
     completed: float | None = None
     subject: dict[str, Any] = field(default_factory=dict)
     # What a document step notes down (GBG's own example holds an ID number).
-    note: dict[str, Any] = field(default_factory=lambda: {"idNumber": "SIM-ID-4417"})
+    note: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +131,7 @@ class Simulator:
                     "sim-journey@latest",
                     time.time(),
                     subject=subject if subject is not None else _demo_subject(),
-                    **({"note": note} if note is not None else {}),
+                    note=note if note is not None else {"idNumber": "SIM-ID-4417"},
                 ),
             )
         return instance_id
