@@ -19,7 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-USER, PASSWORD, TOKEN = "bench", "bench-password-1", "bench-token-1"
+USER, PASSWORD, TOKEN = "bench", "bench-password-3f9a-71c2-d04e", "bench-token-8b1d-25e7-c6a0-94f3"
 AUTH = "Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQtMQ=="  # bench:bench-password-1
 
 

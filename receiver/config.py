@@ -8,8 +8,10 @@ each of them: a bad value never becomes a silent default.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -170,14 +172,28 @@ class Settings:
             )
         need(self.trusted_proxies >= 0, "TRUSTED_PROXIES", "must be >= 0")
         need(self.log_format in ("json", "text"), "LOG_FORMAT", "must be json or text")
+        for var in ("webhook_password", "webhook_api_key", "api_tokens", "forward_secret"):
+            values = getattr(self, var)
+            for value in values if isinstance(values, tuple) else (values,):
+                if value is not None and (weakness := weak_secret(value)):
+                    need(False, var.upper(), weakness)
+                    break
         return out
 
     def check_web(self) -> None:
         """Raise ConfigError unless the webhook can be served as configured.
 
         Only the web role needs webhook credentials: commands that touch the store alone
-        run with nothing but RECEIVER_DATABASE_URL.
+        run with nothing but RECEIVER_DATABASE_URL. Without authentication anyone could
+        make up ids that each cost ~30 fetches: that is for demos, with GBG on loopback.
         """
+        if self.webhook_auth == "none" and not _loopback(self.gbg_url):
+            raise ConfigError(
+                [
+                    "RECEIVER_WEBHOOK_AUTH: 'none' is for demos with GBG on loopback "
+                    f"(RECEIVER_GBG_BASE_URL is {self.gbg_url}); set webhook credentials"
+                ]
+            )
         if self.webhook_auth == "required" and not self.webhook_credentials_set:
             raise ConfigError(
                 [
@@ -199,6 +215,31 @@ class Settings:
     @property
     def gbg_configured(self) -> bool:
         return self.gbg_client_id is not None
+
+
+MIN_SECRET = 24  # characters: about 140 bits from a random alphabet of 64
+_PLACEHOLDERS = ("change", "replace", "example", "placeholder", "your-", "your_", "<")
+
+
+def weak_secret(value: str) -> str | None:
+    """Why ``value`` may not guard this service (None: it may). A secret of ours must be
+    long and not a placeholder copied from an example; GBG chooses GBG's own."""
+    hint = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if any(p in value.lower() for p in _PLACEHOLDERS) or len(set(value)) < 8:
+        return f"is a placeholder, not a secret; {hint}"
+    if len(value) < MIN_SECRET:
+        return f"is shorter than {MIN_SECRET} characters; {hint}"
+    return None
+
+
+def _loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _unknown_names(env: Mapping[str, str]) -> list[str]:

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from tests.processes import Proc
 
 PG_URL = os.environ.get("RECEIVER_TEST_DATABASE_URL")
-WEBHOOK_USER, WEBHOOK_PASS, API_TOKEN = "gbg-hook", "hook-pass-5e1f", "api-token-9c2d"
+WEBHOOK_USER = "gbg-hook"
+WEBHOOK_PASS = "hook-pass-5e1f-b27c-90ad-41f3"  # secrets of ours: 24 characters at least
+API_TOKEN = "api-token-9c2d-6e0a-b83f-17c5"
 # The contract's instance shape: exactly these keys.
 INSTANCE_FIELDS = {
     "instanceId",

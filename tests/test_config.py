@@ -9,7 +9,7 @@ from receiver.errors import ConfigError
 from receiver.store.engine import make_engine
 from receiver.web import create_app
 
-BASIC = {"RECEIVER_WEBHOOK_USERNAME": "u", "RECEIVER_WEBHOOK_PASSWORD": "p"}
+BASIC = {"RECEIVER_WEBHOOK_USERNAME": "u", "RECEIVER_WEBHOOK_PASSWORD": "pw-8f2c-41d9-b7e0-3a6c59"}
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -29,6 +29,9 @@ def test_defaults_are_the_contracts() -> None:
     assert s.log_format == "json"
 
 
+TOKENS = tuple(f"token-{n}-4c1e-93ba-7d05-e2f8" for n in "abc")
+
+
 def test_values_are_typed() -> None:
     s = Settings.from_env(
         BASIC
@@ -36,14 +39,14 @@ def test_values_are_typed() -> None:
             "RECEIVER_POLL_INTERVAL": "2.5",
             "RECEIVER_POLL_MAX_ERRORS": "3",
             "RECEIVER_STORE_PII": "true",
-            "RECEIVER_API_TOKENS": "a, b,,c",
+            "RECEIVER_API_TOKENS": f"{TOKENS[0]}, {TOKENS[1]},,{TOKENS[2]}",
             "RECEIVER_TRUSTED_PROXIES": "1",
         }
     )
     assert s.poll_interval == 2.5
     assert s.poll_max_errors == 3
     assert s.store_pii is True
-    assert s.api_tokens == ("a", "b", "c")
+    assert s.api_tokens == TOKENS
     assert s.trusted_proxies == 1
 
 
@@ -133,9 +136,53 @@ def test_webhook_username_without_password_refuses_to_start() -> None:
         Settings.from_env({"RECEIVER_WEBHOOK_USERNAME": "u"})
 
 
+STRONG = "Zq3v-8Lw1_KpT6yR0mXe2NcB"  # 24 characters, no placeholder
+
+
 def test_api_key_alone_or_auth_none_is_enough() -> None:
-    assert Settings.from_env({"RECEIVER_WEBHOOK_API_KEY": "k"}).webhook_api_key == "k"
-    assert Settings.from_env({"RECEIVER_WEBHOOK_AUTH": "none"}).webhook_auth == "none"
+    Settings.from_env({"RECEIVER_WEBHOOK_API_KEY": STRONG}).check_web()
+    loopback = {"RECEIVER_WEBHOOK_AUTH": "none", "RECEIVER_GBG_BASE_URL": "http://127.0.0.1:8001"}
+    Settings.from_env(loopback).check_web()
+    Settings.from_env(loopback | {"RECEIVER_GBG_BASE_URL": "http://localhost:8001"}).check_web()
+
+
+@pytest.mark.parametrize("base_url", [None, "https://eu.platform.go.gbgplc.com", "http://10.0.0.5"])
+def test_no_webhook_authentication_only_with_gbg_on_loopback(base_url: str | None) -> None:
+    env = {"RECEIVER_WEBHOOK_AUTH": "none"}
+    if base_url is not None:
+        env["RECEIVER_GBG_BASE_URL"] = base_url
+    with pytest.raises(ConfigError, match="RECEIVER_WEBHOOK_AUTH: 'none' is for demos"):
+        Settings.from_env(env).check_web()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("RECEIVER_WEBHOOK_PASSWORD", "short-but-random-9f", "shorter than 24"),
+        ("RECEIVER_WEBHOOK_PASSWORD", "change-me-long-random", "placeholder"),
+        ("RECEIVER_WEBHOOK_API_KEY", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "placeholder"),
+        ("RECEIVER_WEBHOOK_API_KEY", "your-api-key-goes-right-here", "placeholder"),
+        ("RECEIVER_API_TOKENS", f"{STRONG},example-token-0123456789", "placeholder"),
+        ("RECEIVER_API_TOKENS", f"{STRONG},tiny-9f2a", "shorter than 24"),
+        ("RECEIVER_FORWARD_SECRET", "whsec_abc", "shorter than 24"),
+    ],
+)
+def test_a_weak_secret_of_ours_refuses_to_start(variable: str, value: str, why: str) -> None:
+    env = {variable: value}
+    if variable == "RECEIVER_WEBHOOK_PASSWORD":
+        env["RECEIVER_WEBHOOK_USERNAME"] = "gbg"
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env)
+    [problem] = refused.value.problems
+    assert problem.startswith(f"{variable}: ")
+    assert why in problem
+    assert value.split(",")[-1] not in problem  # the message never repeats the secret
+    assert "secrets.token_urlsafe" in problem
+
+
+def test_gbg_credentials_are_gbgs_to_choose() -> None:
+    short = {"RECEIVER_GBG_CLIENT_ID": "id", "RECEIVER_GBG_CLIENT_SECRET": "s3cret"}
+    assert Settings.from_env(short).gbg_client_secret == "s3cret"
 
 
 def test_postgresql_without_its_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

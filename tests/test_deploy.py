@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import Settings
+from receiver.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -63,13 +65,22 @@ def test_the_contract_names_only_real_commands() -> None:
     assert real_commands() - named == set(), "a command the contract does not describe"
 
 
-def test_env_example_is_a_valid_configuration() -> None:
+def test_env_example_is_refused_until_its_placeholders_are_replaced() -> None:
     values = dict(
         line.split("=", 1)
         for line in (DEPLOY / "env.example").read_text().splitlines()
         if line.startswith("RECEIVER_")
     )
-    settings = Settings.from_env(values)
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(values)
+    named = {p.split(":")[0] for p in refused.value.problems}
+    assert named == {"RECEIVER_WEBHOOK_PASSWORD", "RECEIVER_API_TOKENS"}
+    assert all("placeholder" in p for p in refused.value.problems)
+    filled = values | {
+        "RECEIVER_WEBHOOK_PASSWORD": secrets.token_urlsafe(32),
+        "RECEIVER_API_TOKENS": secrets.token_urlsafe(32),
+    }
+    settings = Settings.from_env(filled)
     assert settings.trusted_proxies == 1
     assert settings.webhook_username == "gbg"
 

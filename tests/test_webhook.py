@@ -216,17 +216,19 @@ def api_key_client(services: Services):  # type: ignore[no-untyped-def]
         services,
         webhook_username=None,
         webhook_password=None,
-        webhook_api_key="k-77f1",
+        webhook_api_key="k-77f1-0b2e-44c9-9a1d-63f8e5",
         webhook_api_key_header="X-GBG-Key",
     )
     return create_app(services=changed).test_client()
 
 
 def test_api_key_in_the_configured_header(api_key_client, store) -> None:  # type: ignore[no-untyped-def]
-    ok = api_key_client.post(URL, json={"instanceId": "k-1"}, headers={"X-GBG-Key": "k-77f1"})
+    ok = api_key_client.post(
+        URL, json={"instanceId": "k-1"}, headers={"X-GBG-Key": "k-77f1-0b2e-44c9-9a1d-63f8e5"}
+    )
     wrong = api_key_client.post(URL, json={"instanceId": "k-2"}, headers={"X-GBG-Key": "k-77f2"})
     other_header = api_key_client.post(
-        URL, json={"instanceId": "k-3"}, headers={"X-API-Key": "k-77f1"}
+        URL, json={"instanceId": "k-3"}, headers={"X-API-Key": "k-77f1-0b2e-44c9-9a1d-63f8e5"}
     )
     assert (ok.status_code, wrong.status_code, other_header.status_code) == (202, 401, 401)
     assert wrong.headers["WWW-Authenticate"] == 'ApiKey header="X-GBG-Key"'
@@ -241,18 +243,20 @@ def test_api_key_in_authorization_basic_may_be_base64(services: Services) -> Non
             services,
             webhook_username=None,
             webhook_password=None,
-            webhook_api_key="k-77f1",
+            webhook_api_key="k-77f1-0b2e-44c9-9a1d-63f8e5",
             webhook_api_key_header="Authorization",
         )
     ).test_client()
-    encoded = "Basic " + base64.b64encode(b"k-77f1").decode()
+    encoded = "Basic " + base64.b64encode(b"k-77f1-0b2e-44c9-9a1d-63f8e5").decode()
     assert (
         client.post(URL, json={"instanceId": "b-1"}, headers={"Authorization": encoded}).status_code
         == 202
     )
     assert (
         client.post(
-            URL, json={"instanceId": "b-2"}, headers={"Authorization": "k-77f1"}
+            URL,
+            json={"instanceId": "b-2"},
+            headers={"Authorization": "k-77f1-0b2e-44c9-9a1d-63f8e5"},
         ).status_code
         == 202
     )
@@ -264,13 +268,20 @@ def test_api_key_in_authorization_basic_may_be_base64(services: Services) -> Non
     )
 
 
-def test_auth_none_accepts_unauthenticated_webhooks(services: Services) -> None:
-    client = create_app(
-        services=with_settings(
-            services, webhook_auth="none", webhook_username=None, webhook_password=None
-        )
-    ).test_client()
+def test_auth_none_accepts_unauthenticated_webhooks_and_says_so_loudly(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    demo = with_settings(
+        services,
+        webhook_auth="none",
+        webhook_username=None,
+        webhook_password=None,
+        gbg_base_url="http://127.0.0.1:8001",
+    )
+    client = create_app(services=demo).test_client()
     assert client.post(URL, json={"instanceId": "open-1"}).status_code == 202
+    [warning] = [r for r in caplog.records if r.getMessage() == "webhook.unauthenticated"]
+    assert warning.levelname == "WARNING"
 
 
 def test_store_down_is_503_with_retry_after(settings: Settings) -> None:

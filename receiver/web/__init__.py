@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -12,6 +13,8 @@ from receiver.config import Settings
 from receiver.log import request_id
 from receiver.services import Services, build_services
 from receiver.web import api, health, problems, webhook
+
+log = logging.getLogger("receiver.web")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = {
@@ -30,6 +33,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         services = build_services(settings or Settings.from_env())
     settings = services.settings
     settings.check_web()
+    if settings.webhook_auth == "none":
+        log.warning(
+            "webhook.unauthenticated",
+            extra={"detail": "anyone can post webhooks: RECEIVER_WEBHOOK_AUTH=none, for demos"},
+        )
     app = Flask(__name__)
     # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
