@@ -12,6 +12,7 @@ PROMETHEUS_MULTIPROC_DIR and only then imports it.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,11 @@ def start(directory: str | None) -> Metrics:
         if directory:
             prepare(directory)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+            from prometheus_client import values
+
+            # Files named by host and pid: containers sharing the directory (web and
+            # pollers in compose) each count in their own, though their pids repeat.
+            values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]
         _metrics = Metrics(directory)
     return _metrics
 
@@ -86,7 +92,12 @@ def worker_exited(directory: str, pid: int) -> None:
     """gunicorn's child_exit hook: the worker's live gauges go, its counters stay."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(process_id(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def process_id(pid: int | None = None) -> str:
+    """This process's name among all that count into one metrics directory."""
+    return f"{socket.gethostname()}-{os.getpid() if pid is None else pid}"
 
 
 def _store_registry(store: Store, now: float) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -62,13 +63,18 @@ def within(measured: list[float], expected: list[float]) -> bool:
     )
 
 
+# Errors about one instance: GBG's policy for that instance, exactly.
 FAULTS = {
-    "500": Fault("500", count=3),
-    "502": Fault("502", count=3),
-    "503": Fault("503", count=3),
-    "timeout": Fault("timeout", count=3, delay=1.0),
     "garbage": Fault("garbage", count=3),
     "404": Fault("404", count=3),
+}
+# Errors about GBG as a whole, whichever instance asks: counted across instances, they
+# pause everyone instead (taken in this order by the fetches that meet them).
+WIDE = {
+    "500": Fault("500", count=2),
+    "502": Fault("502", count=2),
+    "503": Fault("503", count=1),
+    "timeout": Fault("timeout", count=1, delay=1.0),
 }
 
 
@@ -111,9 +117,39 @@ def test_fault_matrix_keeps_the_policy_and_reaches_truth(  # type: ignore[no-unt
         abs(m - e) / e for ms in measured.values() for m, e in zip(ms, EXPECTED, strict=True)
     )
     figure(
-        f"fault matrix: {len(FAULTS)} kinds x 3 consecutive errors -> intervals within "
+        f"fault matrix: {len(FAULTS)} instance kinds x 3 consecutive errors -> intervals within "
         f"{worst:.1%} of {EXPECTED} s, all completed; give-up after exactly {MAX_ERRORS}; "
         f"{sim.token_requests} token requests incl. one 401 refresh"
+    )
+
+
+def test_gbg_wide_faults_pause_everyone_and_charge_no_instance(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], sim: Simulator, figure
+) -> None:
+    env = poller_env(tmp_path, sim.base_url, "wide.db")  # type: ignore[attr-defined]
+    store = store_for(env)
+    for kind, fault in WIDE.items():
+        sim.set_status(f"w-{kind}", "Completed")
+        sim.add_fault(fault)
+    now = time.time()
+    for kind in WIDE:
+        apply(store, WebhookReceived(f"w-{kind}"), now)
+    started = time.monotonic()
+    poller = Proc(["poller"], env, tmp_path / "poller.log")
+    procs.append(poller)
+    wait_for(lambda: all(store.get(f"w-{k}").status == "completed" for k in WIDE), 60)  # type: ignore[union-attr]
+    took = time.monotonic() - started
+    faults = sum(f.count for f in WIDE.values())
+    assert len(sim.fetches()) == faults + len(WIDE)  # every fault met once, then the truth
+    ends = [store.get(f"w-{k}") for k in WIDE]
+    assert all(e is not None and (e.poll_errors, e.polling_gave_up) == (0, False) for e in ends)
+    assert '"gbg.paused"' in poller.log.read_text()
+    assert '"gbg.recovered"' in poller.log.read_text()
+    assert poller.stop() == 0
+    store.engine.dispose()
+    figure(
+        f"GBG-wide faults: {faults} of {len(WIDE)} kinds on {len(WIDE)} instances -> polling "
+        f"paused for all, none given up, all completed in {took:.1f} s"
     )
 
 
@@ -136,24 +172,34 @@ def test_retry_after_of_429_is_honoured(  # type: ignore[no-untyped-def]
     )
 
 
-def test_connection_refused_gives_up_at_the_maximum(  # type: ignore[no-untyped-def]
+def test_gbg_unreachable_for_longer_than_the_error_budget_gives_up_nothing(  # type: ignore[no-untyped-def]
     tmp_path: Path, procs: list[Proc], figure
 ) -> None:
-    env = poller_env(tmp_path, f"http://127.0.0.1:{free_port()}", "refused.db")
+    port = free_port()
+    env = poller_env(tmp_path, f"http://127.0.0.1:{port}", "refused.db")
     store = store_for(env)
     apply(store, WebhookReceived("c-1"), time.time())
     procs.append(Proc(["poller"], env, tmp_path / "poller.log"))
     started = time.monotonic()
-    wait_for(lambda: store.get("c-1").polling_gave_up, 40)  # type: ignore[union-attr]
-    gave_up = store.get("c-1")
-    assert gave_up is not None
-    assert (gave_up.poll_errors, gave_up.status, gave_up.next_poll_at) == (
-        MAX_ERRORS,
-        "in_progress",
-        None,
-    )
+    # The per-instance budget (5 errors at 3, 4, 5, 6 s: 18 s) runs out well inside this.
+    outage = 25.0
+    time.sleep(outage)
+    during = store.get("c-1")
+    assert during is not None
+    assert (during.polling_gave_up, during.status) == (False, "in_progress")
+    assert during.poll_errors < 3  # only before the failures were known to be GBG's
+    back = Simulator()
+    back.set_status("c-1", "Completed")
+    server = back.server("127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        wait_for(lambda: store.get("c-1").status == "completed", 40)  # type: ignore[union-attr]
+    finally:
+        server.shutdown()
+        server.server_close()
     store.engine.dispose()
     figure(
-        f"GBG unreachable: gave up after exactly {gave_up.poll_errors} errors in "
-        f"{time.monotonic() - started:.1f} s; instance stays in_progress, not lost"
+        f"GBG unreachable {outage:.0f} s (error budget 18 s): never gave up "
+        f"({during.poll_errors} errors charged), completed "
+        f"{time.monotonic() - started - outage:.1f} s after GBG came back"
     )

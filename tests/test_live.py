@@ -8,6 +8,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -223,3 +225,32 @@ def test_two_pollers_on_postgres_never_fetch_one_instance_at_once(
     by_pid = [(p.log.read_text().count('"poll.fetched"')) for p in pollers]
     assert all(n > 0 for n in by_pid), by_pid  # both took part
     assert store.leases() == []  # SIGTERM gave every lease back
+
+
+def healthcheck(env: dict[str, str], role: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver.healthcheck", role], env=env, timeout=30, check=False
+    )
+    return done.returncode
+
+
+def test_the_images_health_check_watches_each_role(tmp_path: Path, procs: list[Proc]) -> None:
+    env = gbg_env(tmp_path, "http://127.0.0.1:9", TMPDIR=str(tmp_path))
+    assert run(["migrate"], env).returncode == 0
+    assert healthcheck(env, "poller") == 1  # no worker has ever beaten
+    assert healthcheck(env, "migrate") == 0  # runs once: nothing to watch
+    worker = Proc(["poller"], env, tmp_path / "poller.log")
+    procs.append(worker)
+    heartbeat = tmp_path / "gbg-receiver-worker.heartbeat"
+    deadline = time.monotonic() + 20
+    while not heartbeat.exists():
+        assert time.monotonic() < deadline, worker.log.read_text()
+        time.sleep(0.1)
+    assert healthcheck(env, "poller") == 0
+    os.utime(heartbeat, (time.time() - 60, time.time() - 60))  # a scheduler stuck a minute
+    assert healthcheck(env, "poller") == 1
+    assert worker.stop() == 0
+
+    base, _, _ = start_serve(tmp_path, procs)
+    assert healthcheck(env | {"RECEIVER_BIND": base.removeprefix("http://")}, "web") == 0
+    assert healthcheck(env | {"RECEIVER_BIND": "127.0.0.1:9"}, "web") == 1

@@ -64,6 +64,9 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
         "listen 80;": f"listen 127.0.0.1:{http_port};",
         "/etc/ssl/certs/receiver.example.com.pem": str(tmp_path / "cert.pem"),
         "/etc/ssl/private/receiver.example.com.key": str(tmp_path / "key.pem"),
+        # A limit a test can reach in a few requests; every other test stays below it.
+        "rate=100r/s;": "rate=1r/s;",
+        "burst=200 nodelay;": "burst=8 nodelay;",
     }.items():
         assert old in site, f"deploy/nginx/gbg-receiver.conf no longer has {old!r}"
         site = site.replace(old, new)
@@ -156,11 +159,24 @@ def test_app_sees_the_client_and_scheme_and_no_forged_hop(nginx) -> None:  # typ
             "Content-Type": "application/json",
             "X-Forwarded-For": "6.6.6.6",
             "X-Forwarded-Proto": "http",
+            "X-Forwarded-Port": "1",
         },
     )
     assert status == 202
     event = accepted_event(nginx["web"], "via-nginx-1")
     assert (event["peer"], event["scheme"]) == (CLIENT, "https")
+    assert event["host"] == f"127.0.0.1:{nginx['https']}"  # nginx's port, not the forged one
+
+
+def test_hsts_and_a_per_client_rate_limit_answered_as_a_problem(nginx) -> None:  # type: ignore[no-untyped-def]
+    answers = [through_nginx(nginx["https"], "GET", "/healthz") for _ in range(20)]
+    assert all(h["Strict-Transport-Security"] == "max-age=63072000" for _, h, _ in answers)
+    limited = [(h, text) for status, h, text in answers if status == 429]
+    assert 8 <= len(answers) - len(limited) <= 11  # the burst, and a second's refill or two
+    headers, text = limited[0]
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["Retry-After"] == "1"
+    assert json.loads(text)["status"] == 429
 
 
 def test_oversized_body_is_413_problem_at_the_proxy(nginx) -> None:  # type: ignore[no-untyped-def]

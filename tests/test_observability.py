@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -108,3 +110,34 @@ def test_no_secret_or_identity_data_in_any_log_line(tmp_path: Path, procs: list[
     }
     hits = {what: sum(value in line for line in lines) for what, value in forbidden.items()}
     assert hits == dict.fromkeys(forbidden, 0)
+
+
+COUNT_AND_EXIT = """
+import sys
+from receiver import metrics
+m = metrics.start(sys.argv[1])
+m.webhooks.labels("accepted").inc(int(sys.argv[2]))
+"""
+SUM = """
+import sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from receiver import metrics
+metrics.start(sys.argv[1])  # a new worker starting after the others died
+registry = CollectorRegistry()
+MultiProcessCollector(registry, path=sys.argv[1])
+print(generate_latest(registry).decode())
+"""
+
+
+def test_counters_never_go_backwards_when_a_worker_dies(tmp_path: Path) -> None:
+    directory = str(tmp_path / "metrics")
+    for count in (3, 4):  # two workers count, then exit (as a worker killed by gunicorn)
+        done = subprocess.run(
+            [sys.executable, "-c", COUNT_AND_EXIT, directory, str(count)], check=False
+        )
+        assert done.returncode == 0
+    text = subprocess.run(
+        [sys.executable, "-c", SUM, directory], capture_output=True, text=True, check=True
+    ).stdout
+    assert 'gbg_receiver_webhooks_total{outcome="accepted"} 7.0' in text

@@ -67,6 +67,9 @@ def list_instances() -> dict[str, Any]:
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
+    reference = request.args.get("reference")
+    if reference is not None and len(reference) > 256:
+        raise Problem(400, "Invalid reference", "reference: at most 256 characters")
     given_up = request.args.get("givenUp")
     if given_up not in (None, "true", "false"):
         raise Problem(400, "Invalid givenUp", "givenUp: true or false")
@@ -80,7 +83,7 @@ def list_instances() -> dict[str, Any]:
     limit = _int_arg("limit", 100, 1, MAX_PAGE)
     rows = context.services().store.page(
         status=status,
-        reference=request.args.get("reference"),
+        reference=reference,
         given_up=None if given_up is None else given_up == "true",
         limit=limit + 1,
         after=after,

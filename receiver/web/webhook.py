@@ -69,6 +69,7 @@ def receive() -> tuple[dict[str, Any], int]:
             "instance_id": instance_id,
             "peer": request.remote_addr,
             "scheme": request.scheme,
+            "host": request.host,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )

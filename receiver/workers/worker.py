@@ -2,8 +2,8 @@
 
 Jobs: fold the inbox (every ``FOLD_TICK``, and again at once while batches come full),
 poll due instances (``Poller.drain`` every tick), renew the leases of the fetches under
-way, expire instances past their TTL and purge what is past retention. Any number of
-workers may run at once.
+way, expire instances past their TTL, purge what is past retention, and touch the
+heartbeat file the container's health check reads. Any number of workers may run at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from receiver import usecases
+from receiver import healthcheck, usecases
 from receiver.errors import StoreUnavailable
 from receiver.services import Services
 from receiver.workers.poller import TICK, Poller
@@ -52,6 +52,7 @@ def run(services: Services, *, tick: float = TICK) -> None:
         (lambda: usecases.expire(services, services.clock()), EXPIRE_EVERY),
         (lambda: usecases.purge(services), 3600.0),
         (poller.renew, services.settings.poll_lease / 3),
+        (healthcheck.HEARTBEAT.touch, healthcheck.HEARTBEAT_EVERY),
     ]
     for job, every in jobs:
         scheduler.add_job(
