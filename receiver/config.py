@@ -117,6 +117,13 @@ class Settings:
             ("GBG_TOKEN_URL", self.gbg_token_url),
         ):
             need(url.startswith(("http://", "https://")), var, "must be an http(s) URL")
+            # Plain HTTP would carry GBG's credentials and tokens in the clear: only to
+            # a stand-in on this machine (the simulator).
+            need(
+                not url.startswith("http://") or _loopback(url),
+                var,
+                "must be https:// (http:// only on loopback)",
+            )
         need(self.webhook_auth in ("required", "none"), "WEBHOOK_AUTH", "must be required or none")
         need(
             (self.webhook_username is None) == (self.webhook_password is None),

@@ -189,3 +189,11 @@ def test_postgresql_without_its_driver_names_the_extra(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(ConfigError, match=r"RECEIVER_DATABASE_URL: .*gbg-receiver\[postgres\]"):
         make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.mark.parametrize("variable", ["RECEIVER_GBG_BASE_URL", "RECEIVER_GBG_TOKEN_URL"])
+def test_plain_http_to_gbg_only_on_loopback(variable: str) -> None:
+    with pytest.raises(ConfigError, match=f"{variable}: must be https://"):
+        Settings.from_env(BASIC | {variable: "http://gbg.internal.example:8080"})
+    for url in ("https://gbg.internal.example", "http://127.0.0.1:8001", "http://localhost:1"):
+        Settings.from_env(BASIC | {variable: url})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -149,7 +150,8 @@ def test_connection_refused_is_unavailable() -> None:
     fake.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     with pytest.raises(GbgUnavailable) as caught:
         gbg_client(fake).fetch_state("x")
-    assert caught.value.kind == "connect"
+    assert caught.value.kind == "token"  # the first call asks for a token, and fails there
+    assert caught.value.wide  # GBG as a whole: no instance is charged for it
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
@@ -230,3 +232,75 @@ def test_the_gbg_session_keeps_a_connection_for_every_concurrent_fetch() -> None
     adapter = session.get_adapter("https://eu.platform.go.gbgplc.com")
     assert adapter._pool_maxsize >= 32  # type: ignore[attr-defined]
     assert session.trust_env is False  # proxies read once, not on every call
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """A GBG that answers 200 and then one byte every 0.3 s: each read is in time."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"] or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "40")
+        self.end_headers()
+        try:
+            for byte in b'{"status": "InProgress", "x": "' + b"a" * 8:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass  # the client gave up: as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_trickling_in_is_cut_at_one_deadline(sim: Simulator) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = gbg_client(sim, base_url=f"http://127.0.0.1:{server.server_port}")
+        client.timeout = (0.5, 1.0)  # every read within 1 s; the whole answer within 1.5 s
+        started = time.monotonic()
+        with pytest.raises(GbgUnavailable) as caught:
+            client.fetch_state("t-1")
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 2.5  # not the 12 s the trickle would take
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "answer", [b'{"status": NaN}', b'{"status": "Completed", "n": Infinity}', b'{"n": 1e999}']
+)
+def test_numbers_json_does_not_have_are_garbage(sim: Simulator, answer: bytes) -> None:
+    class Odd(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"] or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = gbg_client(sim, base_url=f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(GbgUnavailable) as caught:
+            client.fetch_state("n-1")
+        assert caught.value.kind == "garbage"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("ended", [1e300, -5, "9999-99-99", 10**20])
+def test_an_absurd_end_time_is_no_time(ended: object) -> None:
+    body = {"status": "Completed", "context": {"process": {"journey": {"endedAt": ended}}}}
+    assert parse_state(body).completed_at is None
+    fine = {"status": "Completed", "metaData": {"completedTime": 1_790_000_000_000}}
+    assert parse_state(fine).completed_at == 1_790_000_000.0  # milliseconds, as v1 may send

@@ -17,9 +17,11 @@ from receiver.domain.model import (
     WebhookReceived,
 )
 from receiver.domain.schedule import Policy
+from receiver.errors import StoreUnavailable
 from receiver.services import Services
-from receiver.store import Delivery, Store, schema
+from receiver.store import PURGE_BATCH, Delivery, Store, engine, schema
 from receiver.store.copy import copy_from
+from receiver.store.engine import Database
 from receiver.store.rate import HEADROOM, STALE, FetchSlots
 from receiver.web.api import decode_cursor
 from tests.conftest import apply
@@ -223,6 +225,58 @@ def test_ttl_selection_finds_only_old_unfinished_instances(store: Store) -> None
     apply(store, Fetched("old-done", GbgState(COMPLETED, "Completed")), NOW)
     apply(store, Registered("young"), NOW + 100)
     assert store.past_ttl(NOW + 1, 10) == ["old"]
+
+
+def test_renewing_keeps_an_owners_leases_from_lapsing(store: Store) -> None:
+    for n in range(2):
+        apply(store, WebhookReceived(f"n-{n}"), NOW)
+    store.claim_due("p1", NOW + 5, 10, 60)
+    assert store.renew("p1", NOW + 100) == 2
+    assert store.claim_due("p2", NOW + 70, 10, 60) == []  # past the first lease, still held
+    assert sorted(until for _, _, until in store.leases()) == [NOW + 100, NOW + 100]
+
+
+def test_purge_in_batches_deletes_every_old_folded_delivery(store_services: Services) -> None:
+    store = store_services.store
+    for n in range(PURGE_BATCH + 5):
+        store.append_delivery(delivery(f"b-{n % 7}", at=NOW - 100))
+    while usecases.fold_inbox(store_services):
+        pass
+    assert store.purge(NOW - 50)[0] == PURGE_BATCH + 5
+    assert all(store.deliveries_for(f"b-{n}") == [] for n in range(7))
+
+
+def test_a_writer_that_cannot_get_its_turn_gets_a_503_not_a_hang(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(engine, "WRITE_WAIT", 0.3)
+    db = Database.from_url(f"sqlite:///{tmp_path / 'w.db'}")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.write():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable), db.write():
+            pass
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        holder.join()
+    db.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_connections_are_checked_and_bounded(pg_engine) -> None:  # type: ignore[no-untyped-def]
+    assert pg_engine.pool._pre_ping  # a connection the server dropped is replaced
+    with pg_engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
 
 
 def test_purge_keeps_instances_events_and_the_unfolded_but_not_old_raw_data(

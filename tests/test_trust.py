@@ -123,3 +123,25 @@ def test_an_operators_poll_waits_a_bounded_time_then_says_when_to_retry(
     assert 55 <= int(second.headers["Retry-After"]) <= 60
     assert clock() - waited < 1  # answered at once, no thread held for a minute
     assert services.store.get("o-2").status == "in_progress"  # type: ignore[union-attr]
+
+
+def test_a_surprise_in_a_fetch_counts_as_a_failed_fetch_not_a_loop(
+    services: Services, sim: Simulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.set_status("s-1", "Completed")
+    webhook(services, "s-1")
+    clock.advance(1)
+
+    def broken(instance_id: str) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(services.gbg, "fetch_state", broken)
+    report = poll_once(services)
+    assert (report.claimed, report.errors) == (1, 1)
+    after = services.store.get("s-1")
+    assert after is not None
+    assert after.poll_errors == 1
+    assert after.next_poll_at is not None
+    assert after.next_poll_at > clock() + 10
+    assert services.store.leases() == []
+    assert poll_once(services).claimed == 0  # not due again at once

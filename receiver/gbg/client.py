@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+import urllib3
 
+from receiver import strictjson
 from receiver.domain.model import GbgState
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
 from receiver.gbg.states import parse_state
@@ -24,6 +26,7 @@ from receiver.gbg.states import parse_state
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05  # just over a TCP retransmission window
+MAX_ANSWER = 8 * 1024 * 1024  # bytes: a state document is a few KiB
 MAX_RETRY_AFTER = 60.0  # seconds: the longest pause one 429 can impose on every poller
 TIMEOUT = (CONNECT_TIMEOUT, 10.0)  # connect, read: a state fetch is small; slow is an error
 _PATHS = {
@@ -87,15 +90,11 @@ class GbgClient:
     def _request_token(self) -> tuple[str, float]:
         self.token_requests += 1
         try:
-            response = self.session.post(
-                self.token_url, data=self._grant, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            raise GbgUnavailable(f"token endpoint: {type(exc).__name__}", kind="connect") from exc
-        if response.status_code in (400, 401, 403):
-            raise GbgAuthError(f"token endpoint refused the credentials ({response.status_code})")
-        try:
-            body = _answer(response, "token endpoint")
+            response, content = self._send(self.token_url, "token endpoint", data=self._grant)
+            if response.status_code in (400, 401, 403):
+                status = response.status_code
+                raise GbgAuthError(f"token endpoint refused the credentials ({status})")
+            body = _answer(response, content, "token endpoint")
         except GbgUnavailable as exc:  # whatever went wrong, it stops every fetch alike
             raise GbgUnavailable(str(exc), kind="token", retry_after=exc.retry_after) from None
         token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
@@ -126,26 +125,53 @@ class GbgClient:
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         for attempt in (1, 2):
             token = self.token()
-            try:
-                response = self.session.post(
-                    self.base_url + path,
-                    json=payload,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=self.timeout,
-                    allow_redirects=False,  # a redirect must never carry the token elsewhere
-                )
-            except requests.Timeout as exc:
-                raise GbgUnavailable(f"{path}: timed out", kind="timeout") from exc
-            except requests.RequestException as exc:
-                raise GbgUnavailable(f"{path}: {type(exc).__name__}", kind="connect") from exc
+            response, content = self._send(
+                self.base_url + path,
+                path,
+                json=payload,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             if response.status_code == 401 and attempt == 1:
                 self._invalidate(token)  # expired or revoked early: one fresh token, once
                 continue
-            return _answer(response, path)
+            return _answer(response, content, path)
         raise GbgAuthError(f"{path}: 401 with a fresh token")
 
+    def _send(self, url: str, what: str, **request: Any) -> tuple[requests.Response, bytes]:
+        """POST and read the whole answer within one deadline (connect plus read timeout):
+        a server that trickles its answer a byte at a time cannot hold a fetch longer."""
+        deadline = time.monotonic() + sum(self.timeout)
+        try:
+            response = self.session.post(
+                url,
+                timeout=self.timeout,
+                allow_redirects=False,  # a redirect must never carry a secret elsewhere
+                stream=True,
+                **request,
+            )
+            chunks, size = [], 0
+            try:
+                # One socket read per chunk (read1), so the deadline is looked at as the
+                # bytes come, not once a whole answer has trickled in.
+                while chunk := response.raw.read1(65536, decode_content=True):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise GbgUnavailable(f"{what}: answer not complete in time", kind="timeout")
+                    if size > MAX_ANSWER:
+                        raise GbgUnavailable(f"{what}: answer too large", kind="garbage")
+            except BaseException:
+                response.close()  # cut off mid-answer: this connection is not reused
+                raise
+            response.raw.release_conn()  # read to the end: back to the pool, kept alive
+        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
+            raise GbgUnavailable(f"{what}: timed out", kind="timeout") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise GbgUnavailable(f"{what}: {type(exc).__name__}", kind="connect") from exc
+        return response, b"".join(chunks)
 
-def _answer(response: requests.Response, path: str) -> dict[str, Any]:
+
+def _answer(response: requests.Response, content: bytes, path: str) -> dict[str, Any]:
     status = response.status_code
     if status == 429:
         raise GbgUnavailable(
@@ -158,8 +184,8 @@ def _answer(response: requests.Response, path: str) -> dict[str, Any]:
     if status >= 400:
         raise GbgRejected(f"{path}: {status}", status=status)
     try:
-        body = response.json()
-    except ValueError:
+        body = strictjson.loads(content)
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise GbgUnavailable(f"{path}: the answer is not a JSON object", kind="garbage")

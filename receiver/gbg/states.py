@@ -12,6 +12,7 @@ from receiver.errors import GbgUnavailable
 
 log = logging.getLogger(__name__)
 
+_YEAR_10000 = 253402300800.0  # the first second no RFC 3339 time can show
 _JOURNEY_KEYS = ("name", "id", "version", "startedAt", "endedAt", "durationMilliSec")
 
 
@@ -58,14 +59,19 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _timestamp(value: Any) -> float | None:
+    """Seconds since the epoch from GBG's ISO 8601 text or epoch number (s or ms); None
+    for anything unreadable or outside the years 1970-9999 (no stored time is absurd)."""
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / (1000.0 if value > 1e11 else 1.0)
-    if not isinstance(value, str) or not value:
+        seconds = float(value) / (1000.0 if value > 1e11 else 1.0)
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)  # GBG's times are UTC
+        seconds = parsed.timestamp()
+    if seconds is None or not 0 <= seconds < _YEAR_10000:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # GBG's times are UTC
-    return parsed.timestamp()
+    return seconds

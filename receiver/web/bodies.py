@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import current_app, request
 
+from receiver import strictjson
 from receiver.errors import Problem
 
 DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
@@ -44,7 +44,7 @@ def _discard_rest(stream: Any) -> None:
 def parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400/422 problem."""
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)
     except (ValueError, RecursionError):
         raise Problem(400, "Malformed body", "the body is not valid JSON") from None
     if not isinstance(payload, dict):
