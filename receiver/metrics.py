@@ -100,6 +100,46 @@ def process_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}-{os.getpid() if pid is None else pid}"
 
 
+# Gauges read from the store at scrape time: name, help, key of the store's snapshot.
+_GAUGES = (
+    (
+        "gbg_receiver_oldest_unfinished_age_seconds",
+        "Age of the oldest instance still in progress",
+        "oldest_unfinished_age",
+    ),
+    (
+        "gbg_receiver_poll_lag_seconds",
+        "How long the most overdue instance has been waiting for its fetch",
+        "poll_lag",
+    ),
+    (
+        "gbg_receiver_given_up_instances",
+        "Unfinished instances whose polling gave up (gbg-receiver resume --given-up)",
+        "given_up",
+    ),
+    (
+        "gbg_receiver_gbg_failure_streak",
+        "GBG-wide failures in a row (no connection, 5xx, refused token), all workers",
+        "gbg_failures",
+    ),
+    (
+        "gbg_receiver_gbg_paused_seconds",
+        "How much longer every fetch waits because GBG is failing (0: not paused)",
+        "gbg_paused_for",
+    ),
+    (
+        "gbg_receiver_inbox_depth",
+        "Webhook deliveries acknowledged and not yet folded into their instances",
+        "inbox_depth",
+    ),
+    (
+        "gbg_receiver_inbox_oldest_age_seconds",
+        "Age of the oldest delivery waiting in the inbox",
+        "inbox_oldest_age",
+    ),
+)
+
+
 def _store_registry(store: Store, now: float) -> Any:
     from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 
@@ -121,41 +161,8 @@ def _store_registry(store: Store, now: float) -> Any:
             for source, count in sorted(facts["resolved_by"].items()):
                 resolved.add_metric([source], count)
             yield resolved
-            yield GaugeMetricFamily(
-                "gbg_receiver_oldest_unfinished_age_seconds",
-                "Age of the oldest instance still in progress",
-                value=facts["oldest_unfinished_age"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_poll_lag_seconds",
-                "How long the most overdue instance has been waiting for its fetch",
-                value=facts["poll_lag"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_given_up_instances",
-                "Unfinished instances whose polling gave up (gbg-receiver resume --given-up)",
-                value=facts["given_up"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_gbg_failure_streak",
-                "GBG-wide failures in a row (no connection, 5xx, refused token), all workers",
-                value=facts["gbg_failures"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_gbg_paused_seconds",
-                "How much longer every fetch waits because GBG is failing (0: not paused)",
-                value=facts["gbg_paused_for"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_inbox_depth",
-                "Webhook deliveries acknowledged and not yet folded into their instances",
-                value=facts["inbox_depth"],
-            )
-            yield GaugeMetricFamily(
-                "gbg_receiver_inbox_oldest_age_seconds",
-                "Age of the oldest delivery waiting in the inbox",
-                value=facts["inbox_oldest_age"],
-            )
+            for name, doc, key in _GAUGES:
+                yield GaugeMetricFamily(name, doc, value=facts[key])
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector())

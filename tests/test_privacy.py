@@ -81,6 +81,11 @@ def journey(services: Services, sim: Simulator, clock: FakeClock) -> None:
     assert (done.status, done.outcome) == ("completed", "Of Age")
 
 
+def pii_on(services: Services) -> None:
+    with_settings(services, store_pii=True)
+    services.gbg.store_pii = True  # type: ignore[union-attr]
+
+
 def test_with_pii_storage_off_no_personal_string_is_stored_or_logged(
     services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -103,8 +108,7 @@ def test_with_pii_storage_off_no_personal_string_is_stored_or_logged(
 def test_with_pii_storage_on_personal_data_stays_until_erased(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, store_pii=True)
-    services.gbg.store_pii = True  # type: ignore[union-attr]
+    pii_on(services)
     journey(services, sim, clock)
     assert found(PERSONAL, stored_text(services), b"") == set(PERSONAL)
     if not services.store.db.is_postgres:  # the byte search does see what is on disk
@@ -136,8 +140,7 @@ def test_erase_folds_an_acknowledged_delivery_before_deleting_it(
 def test_retention_forgets_finished_instances_personal_data(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, store_pii=True)
-    services.gbg.store_pii = True  # type: ignore[union-attr]
+    pii_on(services)
     journey(services, sim, clock)
     usecases.register(services, "still-running", "customer-42")
     assert usecases.purge(services) == (0, 0)  # nothing is 30 days old yet
