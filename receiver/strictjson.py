@@ -13,6 +13,10 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_constant=_refuse, parse_float=_finite)
 
 
+class OutOfRange(ValueError):
+    """Valid JSON, with a number no float can hold."""
+
+
 def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -20,5 +24,5 @@ def _refuse(name: str) -> Any:
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text[:20]} is out of range")
+        raise OutOfRange(f"{text[:20]} is out of range")
     return value

@@ -303,3 +303,20 @@ def test_request_id_is_echoed_or_made(client) -> None:  # type: ignore[no-untype
     made = client.get("/healthz")
     assert given.headers["X-Request-ID"] == "req-42"
     assert len(made.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"instanceId": "n-1", "x": NaN}', 400),  # not JSON, though Python reads it
+        (b'{"instanceId": "n-1", "x": -Infinity}', 400),
+        (b'{"instanceId": "n-1", "x": 1e999}', 422),  # JSON, but no number can hold it
+    ],
+)
+def test_numbers_json_has_not_or_no_float_holds_store_nothing(  # type: ignore[no-untyped-def]
+    client, store: Store, raw: bytes, status: int
+) -> None:
+    answer = client.post(URL, data=raw, headers=basic() | {"Content-Type": "application/json"})
+    assert answer.status_code == status
+    assert answer.mimetype == "application/problem+json"
+    assert nothing_stored(store)
