@@ -146,7 +146,9 @@ def test_api_key_alone_or_auth_none_is_enough() -> None:
     Settings.from_env(loopback | {"RECEIVER_GBG_BASE_URL": "http://localhost:8001"}).check_web()
 
 
-@pytest.mark.parametrize("base_url", [None, "https://eu.platform.go.gbgplc.com", "https://10.0.0.5"])
+@pytest.mark.parametrize(
+    "base_url", [None, "https://eu.platform.go.gbgplc.com", "https://10.0.0.5"]
+)
 def test_no_webhook_authentication_only_with_gbg_on_loopback(base_url: str | None) -> None:
     env = {"RECEIVER_WEBHOOK_AUTH": "none"}
     if base_url is not None:
