@@ -8,15 +8,14 @@ each of them: a bad value never becomes a silent default.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from receiver.errors import ConfigError
+from receiver.guards import loopback, not_whsec, weak_secret
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -69,8 +68,7 @@ class Settings:
     log_format: str = "json"
     retention_days: float = 30.0
     metrics_dir: str | None = None
-    # Downstream notifications: accepted so that a configured service starts, but not sent
-    # by this version; the web and poller roles log a warning when they are set.
+    # Downstream notifications: each status change, signed, to the application.
     forward_url: str | None = None
     forward_secret: str | None = None
 
@@ -115,12 +113,13 @@ class Settings:
         for var, url in (
             ("GBG_BASE_URL", self.gbg_base_url or "https://"),
             ("GBG_TOKEN_URL", self.gbg_token_url),
+            ("FORWARD_URL", self.forward_url or "https://"),
         ):
             need(url.startswith(("http://", "https://")), var, "must be an http(s) URL")
             # Plain HTTP would carry GBG's credentials and tokens in the clear: only to
             # a stand-in on this machine (the simulator).
             need(
-                not url.startswith("http://") or _loopback(url),
+                not url.startswith("http://") or loopback(url),
                 var,
                 "must be https:// (http:// only on loopback)",
             )
@@ -179,7 +178,14 @@ class Settings:
             )
         need(self.trusted_proxies >= 0, "TRUSTED_PROXIES", "must be >= 0")
         need(self.log_format in ("json", "text"), "LOG_FORMAT", "must be json or text")
-        for var in ("webhook_password", "webhook_api_key", "api_tokens", "forward_secret"):
+        need(
+            (self.forward_url is None) == (self.forward_secret is None),
+            "FORWARD_SECRET" if self.forward_url else "FORWARD_URL",
+            "RECEIVER_FORWARD_URL and RECEIVER_FORWARD_SECRET go together",
+        )
+        if self.forward_secret is not None and (why := not_whsec(self.forward_secret)):
+            need(False, "FORWARD_SECRET", why)
+        for var in ("webhook_password", "webhook_api_key", "api_tokens"):
             values = getattr(self, var)
             for value in values if isinstance(values, tuple) else (values,):
                 if value is not None and (weakness := weak_secret(value)):
@@ -194,7 +200,7 @@ class Settings:
         run with nothing but RECEIVER_DATABASE_URL. Without authentication anyone could
         make up ids that each cost ~30 fetches: that is for demos, with GBG on loopback.
         """
-        if self.webhook_auth == "none" and not _loopback(self.gbg_url):
+        if self.webhook_auth == "none" and not loopback(self.gbg_url):
             raise ConfigError(
                 [
                     "RECEIVER_WEBHOOK_AUTH: 'none' is for demos with GBG on loopback "
@@ -222,31 +228,6 @@ class Settings:
     @property
     def gbg_configured(self) -> bool:
         return self.gbg_client_id is not None
-
-
-MIN_SECRET = 24  # characters: about 140 bits from a random alphabet of 64
-_PLACEHOLDERS = ("change", "replace", "example", "placeholder", "your-", "your_", "<")
-
-
-def weak_secret(value: str) -> str | None:
-    """Why ``value`` may not guard this service (None: it may). A secret of ours must be
-    long and not a placeholder copied from an example; GBG chooses GBG's own."""
-    hint = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    if any(p in value.lower() for p in _PLACEHOLDERS) or len(set(value)) < 8:
-        return f"is a placeholder, not a secret; {hint}"
-    if len(value) < MIN_SECRET:
-        return f"is shorter than {MIN_SECRET} characters; {hint}"
-    return None
-
-
-def _loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _unknown_names(env: Mapping[str, str]) -> list[str]:

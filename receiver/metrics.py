@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from receiver.store import Store
 
 _FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_FORWARD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, 36000.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -41,6 +42,17 @@ class Metrics:
         )
         self.fetch_seconds = Histogram(
             "gbg_receiver_gbg_fetch_seconds", "GBG state fetch latency", buckets=_FETCH_BUCKETS
+        )
+        self.forwards = Counter(
+            "gbg_receiver_forward_attempts",
+            "Messages to the application: attempts by outcome (delivered, failed for good, "
+            "or the error of an attempt to be retried)",
+            ["outcome"],
+        )
+        self.forward_seconds = Histogram(
+            "gbg_receiver_forward_latency_seconds",
+            "From a status change to its message being delivered to the application",
+            buckets=_FORWARD_BUCKETS,
         )
         self.request_seconds = Histogram(
             "gbg_receiver_http_request_seconds",
@@ -131,6 +143,21 @@ _GAUGES = (
         "gbg_receiver_inbox_depth",
         "Webhook deliveries acknowledged and not yet folded into their instances",
         "inbox_depth",
+    ),
+    (
+        "gbg_receiver_outbox_depth",
+        "Messages to the application written and not yet delivered (pending)",
+        "outbox_pending",
+    ),
+    (
+        "gbg_receiver_outbox_failed",
+        "Messages to the application that used up their attempts (replayable)",
+        "outbox_failed",
+    ),
+    (
+        "gbg_receiver_outbox_oldest_age_seconds",
+        "Age of the oldest message to the application still pending",
+        "outbox_oldest_age",
     ),
     (
         "gbg_receiver_inbox_oldest_age_seconds",

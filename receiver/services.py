@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,6 @@ from receiver.metrics import Metrics
 from receiver.store import Store
 from receiver.store.rate import FetchSlots
 
-log = logging.getLogger("receiver.services")
-
 
 @dataclass
 class Services:
@@ -31,6 +28,11 @@ class Services:
     sleep: Callable[[float], None] = time.sleep
     metrics: Metrics = field(default_factory=lambda: metrics.start(None))
 
+    @property
+    def forwarding(self) -> bool:
+        """Status changes are sent to the application (RECEIVER_FORWARD_URL is set)."""
+        return self.settings.forward_url is not None
+
 
 def build_services(
     settings: Settings,
@@ -40,8 +42,6 @@ def build_services(
     clock: Callable[[], float] | None = None,
 ) -> Services:
     """Wire the store and the GBG client from settings; tests inject their own parts."""
-    if settings.forward_url is not None:
-        log.warning("forward.not_available", extra={"variable": "RECEIVER_FORWARD_URL"})
     if store is None:
         # Each fetch thread may reserve a rate slot at once; a few more for the jobs.
         connections = max(settings.web_threads, settings.poll_concurrency) + 4

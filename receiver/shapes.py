@@ -1,11 +1,13 @@
-"""The contract's JSON shapes, shared by the API, the CLI and (later) the forwarder."""
+"""The contract's JSON shapes, shared by the API, the CLI and the forwarder."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.domain.model import Instance
+from receiver.domain.model import Event, Instance
+from receiver.domain.privacy import JOURNEY, RESULT, minimal
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -47,3 +49,43 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "source": row["source"],
         "at": rfc3339(row["at"]),
     }
+
+
+def message_json(seq: int, event: Event, instance: Instance) -> dict[str, Any]:
+    """The message to the application for one status change (Standard Webhooks body).
+
+    No personal data whatever RECEIVER_STORE_PII says: the result and the journey pass
+    through the allow-list; the reference is the application's own.
+    """
+    shown = instance_json(instance) | {
+        "result": minimal(instance.result, RESULT),
+        "journey": minimal(instance.journey, JOURNEY),
+    }
+    shown.pop("webhookClaim")  # GBG's unpublished body: not the application's to rely on
+    return {
+        "type": f"journey.{event.status}",
+        "timestamp": rfc3339(event.at),
+        "data": {"seq": seq, "previousStatus": event.previous_status, "instance": shown},
+    }
+
+
+def outbox_json(message: Any) -> dict[str, Any]:
+    """One outbox message as the API and the CLI show it."""
+    return {
+        "id": message.seq,
+        "webhookId": webhook_id(message.seq),
+        "instanceId": message.instance_id,
+        "status": message.status,
+        "attempts": message.attempts,
+        "createdAt": rfc3339(message.created_at),
+        "nextAttemptAt": rfc3339(message.next_attempt_at),
+        "lastAttemptAt": rfc3339(message.last_attempt_at),
+        "lastError": message.last_error,
+        "deliveredAt": rfc3339(message.delivered_at),
+        "body": json.loads(message.body),
+    }
+
+
+def webhook_id(seq: int) -> str:
+    """The message's Standard Webhooks id: the same for every attempt (idempotency key)."""
+    return f"msg_gbgr_{seq}"

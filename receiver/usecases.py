@@ -9,24 +9,18 @@ change writes exactly one event.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from receiver.domain import schedule
+from receiver import fetching
 from receiver.domain.model import (
     Decision,
-    Fetched,
-    FetchFailed,
     Instance,
     Observation,
     Registered,
@@ -35,9 +29,9 @@ from receiver.domain.model import (
 )
 from receiver.domain.reconcile import decide
 from receiver.domain.schedule import Policy
-from receiver.errors import GbgError, Throttled
 from receiver.services import Services
-from receiver.store import Store, events, inbox, instances
+from receiver.shapes import message_json
+from receiver.store import Store, events, inbox, instances, outbox
 from receiver.store.inbox import Delivery
 
 log = logging.getLogger("receiver.usecases")
@@ -65,7 +59,7 @@ def fold_inbox(services: Services, limit: int = FOLD_BATCH) -> int:
         taken = inbox.take(conn, limit)
         if taken:
             observations = [(WebhookReceived(d.instance_id, d.claim), d.received_at) for d in taken]
-            _fold(conn, observations, services.policy)
+            _fold(conn, observations, services.policy, forward=services.forwarding)
             inbox.mark_folded(conn, [d.id for d in taken], services.clock())
         return len(taken)
 
@@ -85,7 +79,11 @@ def observe(
 ) -> Decision:
     """Fold one observation into its instance; release ``lease_owner``'s lease on it."""
     [decision] = fold(
-        services.store, services.policy, [(observation, now)], lease_owner=lease_owner
+        services.store,
+        services.policy,
+        [(observation, now)],
+        lease_owner=lease_owner,
+        forward=services.forwarding,
     )
     return decision
 
@@ -96,9 +94,13 @@ def fold(
     observations: Sequence[tuple[Observation, float]],
     *,
     lease_owner: str | None = None,
+    forward: bool = False,
 ) -> list[Decision]:
-    """Fold observations, in order, in one transaction."""
-    return store.transaction(lambda conn: _fold(conn, observations, policy, lease_owner))
+    """Fold observations, in order, in one transaction; with ``forward``, each status
+    change's message to the application goes into the outbox in that transaction too."""
+    return store.transaction(
+        lambda conn: _fold(conn, observations, policy, lease_owner, forward=forward)
+    )
 
 
 def _fold(
@@ -106,6 +108,8 @@ def _fold(
     observations: Sequence[tuple[Observation, float]],
     policy: Policy,
     lease_owner: str | None = None,
+    *,
+    forward: bool = False,
 ) -> list[Decision]:
     """decide() each observation in turn on the locked rows, then write what changed."""
     ids = sorted({o.instance_id for o, _ in observations})
@@ -136,9 +140,15 @@ def _fold(
     ]
     if changed:
         instances.save(conn, changed, release=lease_owner)
-    new_events = [d.event for d in decisions if d.event is not None]
-    if new_events:
-        events.append(conn, new_events)
+    changes = [(d.event, d.instance) for d in decisions if d.event is not None]
+    if changes:
+        seqs = events.append(conn, [event for event, _ in changes])
+        if forward:
+            messages = [
+                (seq, event.instance_id, json.dumps(message_json(seq, event, instance)))
+                for seq, (event, instance) in zip(seqs, changes, strict=True)
+            ]
+            outbox.enqueue(conn, messages, changes[0][0].at)
     return decisions
 
 
@@ -162,7 +172,7 @@ def poll_now(services: Services, instance_id: str) -> Instance | None:
     if not services.store.claim(instance_id, owner, services.clock(), lease):
         return None
     try:
-        fetched = fetch(services, instance_id, by="api", max_wait=OPERATOR_WAIT)
+        fetched = fetching.fetch(services, instance_id, by="api", max_wait=OPERATOR_WAIT)
         decision = observe(services, fetched.observation, services.clock(), lease_owner=owner)
         fetched.log(decision)
         return decision.instance
@@ -177,7 +187,8 @@ def erase(services: Services, instance_id: str) -> Instance | None:
     def work(conn: Connection) -> Instance | None:
         arrived = inbox.erase(conn, instance_id)
         if arrived:  # acknowledged, not yet folded: folded now, so the 202 still holds
-            _fold(conn, [(WebhookReceived(instance_id), at) for at in arrived], services.policy)
+            webhooks = [(WebhookReceived(instance_id), at) for at in arrived]
+            _fold(conn, webhooks, services.policy, forward=services.forwarding)
         if not instances.erase(conn, instance_id):
             return None
         return instances.get(conn, instance_id)
@@ -194,99 +205,6 @@ def resume_given_up(services: Services) -> int:
     resumed = services.store.resume_given_up(services.clock())
     log.info("poll.resumed", extra={"resumed": resumed})
     return resumed
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """A state fetch's observation and how long GBG took to give it."""
-
-    observation: Fetched | FetchFailed
-    seconds: float
-
-    @property
-    def outcome(self) -> str:
-        return getattr(self.observation, "error", "ok")
-
-    def log(self, decision: Decision) -> None:
-        log.info(
-            "poll.fetched",
-            extra={
-                "instance_id": decision.instance.instance_id,
-                "outcome": self.outcome,
-                "status": decision.instance.status,
-                "poll_errors": decision.instance.poll_errors,
-                "duration_ms": round(self.seconds * 1000, 1),
-                "started_at": round(self.observation.started_at or 0.0, 4),
-            },
-        )
-
-
-def fetch(
-    services: Services,
-    instance_id: str,
-    *,
-    by: str = "poll",
-    gate: AbstractContextManager[Any] | None = None,
-    max_wait: float | None = None,
-) -> FetchResult:
-    """Ask GBG for one instance's state when the shared rate limit allows.
-
-    ``gate`` bounds the requests in flight to GBG; it is held from the rate-limit slot
-    to GBG's answer only, so writing the result never keeps the next request waiting.
-    A slot further off than ``max_wait`` raises Throttled.
-    """
-    if services.gbg is None:
-        raise GbgError("GBG is not configured")
-    observation: Fetched | FetchFailed
-    with gate or contextlib.nullcontext():
-        # The slot is reserved once this request can really go: reserved early and
-        # then held up, two requests could start together and break the rate.
-        slot = services.slots.take(services.clock)
-        wait = slot - services.clock()
-        if max_wait is not None and wait > max_wait:
-            paused = services.slots.failures_seen >= schedule.WIDE_AFTER
-            raise Throttled(wait, gbg_down=paused)
-        if wait > 0:
-            services.sleep(wait)
-        started = time.perf_counter()
-        started_at = services.clock()
-        try:
-            state = services.gbg.fetch_state(instance_id)
-        except GbgError as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            wide = exc.wide and _gbg_failing(services)
-            observation = FetchFailed(instance_id, exc.kind, retry_after, started_at, wide)
-            if retry_after:
-                services.store.pause_fetches(services.clock() + retry_after)  # all of us
-        else:
-            observation = Fetched(instance_id, state, by, started_at)
-            if services.slots.failures_seen:
-                _gbg_recovered(services)
-    result = FetchResult(observation, time.perf_counter() - started)
-    services.metrics.fetches.labels(result.outcome).inc()
-    services.metrics.fetch_seconds.observe(result.seconds)
-    return result
-
-
-def _gbg_failing(services: Services) -> bool:
-    """Count a GBG-wide failure; True once they are GBG's outage and every fetch waits."""
-    streak, paused = services.store.gbg_failed(
-        services.clock(), lambda n: schedule.gbg_pause(services.policy, n)
-    )
-    services.slots.failures_seen = streak
-    if paused:
-        log.warning("gbg.paused", extra={"failures": streak})
-    return paused
-
-
-def _gbg_recovered(services: Services) -> None:
-    """A fetch succeeded after GBG-wide failures: end the pause; after an outage, poll
-    again the instances that gave up meanwhile."""
-    streak = services.store.gbg_recovered()
-    services.slots.failures_seen = 0
-    if streak >= schedule.WIDE_AFTER:
-        resumed = services.store.resume_given_up(services.clock())
-        log.warning("gbg.recovered", extra={"failures": streak, "resumed": resumed})
 
 
 def purge(services: Services, days: float | None = None) -> tuple[int, int]:

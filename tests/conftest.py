@@ -99,7 +99,7 @@ def pg_engine() -> Iterator[sa.Engine]:
 
 def empty_tables(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for name in ("deliveries", "events", "instances"):
+        for name in ("deliveries", "outbox", "events", "instances"):
             conn.execute(metadata.tables[name].delete())
         conn.execute(rate_limits.update().values(tat=0.0, failures=0, paused_until=None))
 

@@ -44,6 +44,9 @@ enabled = false
 """
 
 
+PARAMS = {"instance_id": "instanceId", "message_id": "messageId"}
+
+
 def test_every_route_is_documented(app) -> None:  # type: ignore[no-untyped-def]
     documented = {
         (path, method.upper())
@@ -51,7 +54,7 @@ def test_every_route_is_documented(app) -> None:  # type: ignore[no-untyped-def]
         for method in item
     }
     served = {
-        (re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{instanceId}", rule.rule), method)
+        (re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + PARAMS[m.group(1)] + "}", rule.rule), method)
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
         for method in rule.methods - {"HEAD", "OPTIONS"}

@@ -1,4 +1,5 @@
-"""Operator commands on the store: register, show, poll, list, resume, erase, purge."""
+"""Operator commands on the store: register, show, poll, list, resume, erase, purge, and
+the outbox of messages to the application (outbox, replay)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import json
 
 import click
 
-from receiver import usecases
+from receiver import notify, usecases
 from receiver.cli import common
 from receiver.domain.model import INSTANCE_ID, STATUSES
 from receiver.errors import Throttled
-from receiver.shapes import instance_json
+from receiver.shapes import instance_json, outbox_json
 
 
 @click.command()
@@ -105,4 +106,24 @@ def erase(instance_id: str) -> None:
     common.echo_json(instance_json(erased))
 
 
-COMMANDS = (purge, register, show, poll, list_, resume, erase)
+@click.command()
+@click.option("--failed", is_flag=True, help="Only messages that used up their attempts.")
+@click.option("--limit", default=100, type=click.IntRange(1, 1000))
+def outbox(failed: bool, limit: int) -> None:
+    """List messages to the application (RECEIVER_FORWARD_URL), oldest first."""
+    messages = common.services().store.messages(status="failed" if failed else None, limit=limit)
+    for message in messages:
+        click.echo(json.dumps(outbox_json(message)))
+
+
+@click.command()
+@click.argument("message_id", metavar="MSG", type=int)
+def replay(message_id: int) -> None:
+    """Send a message to the application again, from now, with a fresh schedule."""
+    message = notify.replay(common.services(), message_id)
+    if message is None:
+        raise click.ClickException(f"no such message: {message_id}")
+    common.echo_json(outbox_json(message))
+
+
+COMMANDS = (purge, register, show, poll, list_, resume, erase, outbox, replay)

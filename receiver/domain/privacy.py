@@ -19,8 +19,8 @@ _TEXT = 256  # longest string kept from an allow-listed field
 # A shape says what to keep: True keeps a scalar, a dict keeps those keys (each with its
 # own shape), a one-item list keeps every item by that item's shape, CODES keeps advice.
 CODES = "codes"
-_RESULT: dict[str, Any] = {"status": True, "outcome": True, "advice": CODES}
-_JOURNEY = {k: True for k in ("name", "id", "version", "startedAt", "endedAt")} | {
+RESULT: dict[str, Any] = {"status": True, "outcome": True, "advice": CODES}
+JOURNEY = {k: True for k in ("name", "id", "version", "startedAt", "endedAt")} | {
     "durationMilliSec": True
 }
 STATE: dict[str, Any] = {
@@ -29,11 +29,11 @@ STATE: dict[str, Any] = {
     "metaData": {"createdTime": True, "completedTime": True},
     "context": {
         "process": {
-            "journey": _JOURNEY,
+            "journey": JOURNEY,
             "instance": {"id": True, "instanceId": True},
-            "steps": [{"nodeId": True, "status": True, "result": _RESULT}],
+            "steps": [{"nodeId": True, "status": True, "result": RESULT}],
         },
-        "result": _RESULT,
+        "result": RESULT,
         "status": True,
     },
 }

@@ -8,7 +8,6 @@ cached token among them, refreshed shortly before it expires and once on a 401.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import threading
 import time
@@ -16,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-import urllib3
 
-from receiver import strictjson
+from receiver import httpread, strictjson
 from receiver.domain.model import GbgState
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
 from receiver.gbg.states import parse_state
@@ -138,37 +136,13 @@ class GbgClient:
         raise GbgAuthError(f"{path}: 401 with a fresh token")
 
     def _send(self, url: str, what: str, **request: Any) -> tuple[requests.Response, bytes]:
-        """POST and read the whole answer within one deadline (connect plus read timeout):
-        a server that trickles its answer a byte at a time cannot hold a fetch longer."""
-        deadline = time.monotonic() + sum(self.timeout)
         try:
-            response = self.session.post(
-                url,
-                timeout=self.timeout,
-                allow_redirects=False,  # a redirect must never carry a secret elsewhere
-                stream=True,
-                **request,
+            return httpread.post(
+                self.session, url, what, timeout=self.timeout, max_bytes=MAX_ANSWER, **request
             )
-            chunks, size = [], 0
-            try:
-                # One socket read per chunk (read1), so the deadline is looked at as the
-                # bytes come, not once a whole answer has trickled in.
-                while chunk := response.raw.read1(65536, decode_content=True):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if time.monotonic() > deadline:
-                        raise GbgUnavailable(f"{what}: answer not complete in time", kind="timeout")
-                    if size > MAX_ANSWER:
-                        raise GbgUnavailable(f"{what}: answer too large", kind="garbage")
-            except BaseException:
-                response.close()  # cut off mid-answer: this connection is not reused
-                raise
-            response.raw.release_conn()  # read to the end: back to the pool, kept alive
-        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-            raise GbgUnavailable(f"{what}: timed out", kind="timeout") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise GbgUnavailable(f"{what}: {type(exc).__name__}", kind="connect") from exc
-        return response, b"".join(chunks)
+        except httpread.TransportError as exc:
+            kind = "garbage" if exc.kind == "too_large" else exc.kind
+            raise GbgUnavailable(str(exc), kind=kind) from exc
 
 
 def _answer(response: requests.Response, content: bytes, path: str) -> dict[str, Any]:
@@ -193,22 +167,6 @@ def _answer(response: requests.Response, content: bytes, path: str) -> dict[str,
 
 
 def retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent.
-
-    Bounded: one answer from GBG must not stop polling for long, so anything longer
-    than MAX_RETRY_AFTER, infinite or unreadable counts as MAX_RETRY_AFTER.
-    """
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return MAX_RETRY_AFTER
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return MAX_RETRY_AFTER
-    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+    """Seconds GBG asks us to wait, at most MAX_RETRY_AFTER: one answer from GBG must
+    not stop polling for long."""
+    return httpread.retry_after(headers, MAX_RETRY_AFTER, now)

@@ -16,15 +16,16 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import Instance
-from receiver.store import events, inbox, instances, rate, stats
+from receiver.store import events, inbox, instances, outbox, rate, stats
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
+from receiver.store.outbox import Message
 
 _T = TypeVar("_T")
 PURGE_BATCH = 1000
 
-__all__ = ["Database", "Delivery", "Store"]
+__all__ = ["Database", "Delivery", "Message", "Store"]
 
 
 class Store:
@@ -124,6 +125,32 @@ class Store:
     def pause_fetches(self, until: float) -> None:
         with self.db.write() as conn:
             rate.pause(conn, until)
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def claim_messages(self, owner: str, now: float, limit: int, lease: float) -> list[Message]:
+        with self.db.write() as conn:
+            return outbox.claim(conn, owner, now, limit, lease)
+
+    def record_attempt(
+        self, seq: int, owner: str, *, now: float, error: str | None, next_attempt_at: float | None
+    ) -> bool:
+        with self.db.write() as conn:
+            return outbox.record(
+                conn, seq, owner, now=now, error=error, next_attempt_at=next_attempt_at
+            )
+
+    def release_messages(self, owner: str) -> int:
+        with self.db.write() as conn:
+            return outbox.release(conn, owner)
+
+    def replay_message(self, seq: int, now: float) -> Message | None:
+        with self.db.write() as conn:
+            return outbox.replay(conn, seq, now)
+
+    def messages(self, *, status: str | None, limit: int, after: int = 0) -> list[Message]:
+        with self.db.read() as conn:
+            return outbox.page(conn, status=status, limit=limit, after=after)
 
     # -- retention and erasure -------------------------------------------------------------
 

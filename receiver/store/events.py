@@ -11,15 +11,16 @@ from receiver.domain.model import Event
 from receiver.store.schema import events
 
 _ORDER_LOCK = 0x6762_6701  # PostgreSQL advisory lock key: "gbg" + 1
-_APPEND = events.insert()
+_APPEND = events.insert().returning(events.c.seq, sort_by_parameter_order=True)
 
 
-def append(conn: Connection, new: list[Event]) -> None:
+def append(conn: Connection, new: list[Event]) -> list[int]:
+    """Append the events; answer their seqs, in the same order."""
     if conn.dialect.name == "postgresql":
         # Sequence values are handed out before commit; holding this lock to commit
         # makes seq order commit order, so ?after= never skips an event.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ORDER_LOCK)))
-    conn.execute(
+    rows = conn.execute(
         _APPEND,
         [
             {
@@ -32,6 +33,7 @@ def append(conn: Connection, new: list[Event]) -> None:
             for e in new
         ],
     )
+    return [int(seq) for (seq,) in rows]
 
 
 def after(conn: Connection, seq: int, limit: int) -> list[dict[str, Any]]:

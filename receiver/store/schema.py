@@ -1,6 +1,7 @@
 """The schema, in one place: Alembic's migrations produce exactly this (a test checks).
 
-Instances, the inbox of webhook deliveries, the event log and the shared fetch rate.
+Instances, the inbox of webhook deliveries, the event log, the outbox of messages to
+the application, and the shared fetch rate.
 """
 
 from __future__ import annotations
@@ -81,6 +82,27 @@ events = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sqlite_autoincrement=True,
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    # One message per event, written in the event's transaction; its id is the seq.
+    sa.Column("seq", BigId, primary_key=True, autoincrement=False),
+    sa.Column("instance_id", sa.String(128), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes that are signed and sent
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float),
+    sa.Column("last_attempt_at", sa.Float),
+    sa.Column("last_error", sa.String(256)),
+    sa.Column("delivered_at", sa.Float),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", sa.Float),
+    partial_index("ix_outbox_due", "next_attempt_at", "status = 'pending'"),
+    partial_index("ix_outbox_pending_instance", "instance_id", "status = 'pending'"),
+    sa.Index("ix_outbox_status_seq", "status", "seq"),
 )
 
 rate_limits = sa.Table(

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import IN_PROGRESS
-from receiver.store import events, inbox
+from receiver.store import events, inbox, outbox
 from receiver.store.schema import FETCH_BUCKET, instances, rate_limits
 
 
@@ -35,6 +35,7 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         )
     ).one()
     waiting, oldest_delivery = inbox.depth(conn)
+    messages, oldest_message = outbox.depth(conn)
     return {
         "by_status": by_status,
         "resolved_by": events.endings_by_source(conn),
@@ -45,6 +46,9 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         "gbg_paused_for": max(0.0, paused_until - now) if paused_until is not None else 0.0,
         "inbox_depth": waiting,
         "inbox_oldest_age": _age(now, oldest_delivery),
+        "outbox_pending": messages[outbox.PENDING],
+        "outbox_failed": messages[outbox.FAILED],
+        "outbox_oldest_age": _age(now, oldest_message),
     }
 
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from receiver import usecases
+from receiver import notify, usecases
 from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
 from receiver.errors import Problem, Throttled
-from receiver.shapes import event_json, instance_json
+from receiver.shapes import event_json, instance_json, outbox_json
+from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
 from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
 
@@ -120,6 +121,30 @@ def erase(instance_id: str) -> dict[str, Any]:
     if erased is None:
         raise Problem(404, "Not found", "no such instance")
     return instance_json(erased)
+
+
+@bp.get("/outbox")
+def outbox() -> dict[str, Any]:
+    """Messages to the application, oldest first: ?status=pending|delivered|failed."""
+    status = request.args.get("status")
+    if status is not None and status not in MESSAGE_STATUSES:
+        raise Problem(400, "Invalid status", f"status: one of {', '.join(MESSAGE_STATUSES)}")
+    after = _int_arg("after", 0, 0, 2**63 - 1)
+    limit = _int_arg("limit", 100, 1, MAX_PAGE)
+    rows = context.services().store.messages(status=status, limit=limit, after=after)
+    return {
+        "messages": [outbox_json(m) for m in rows],
+        "nextAfter": rows[-1].seq if rows else after,
+    }
+
+
+@bp.post("/outbox/<int:message_id>/replay")
+def replay(message_id: int) -> dict[str, Any]:
+    """Send a message again from now (a failed one, typically), with a fresh schedule."""
+    message = notify.replay(context.services(), message_id)
+    if message is None:
+        raise Problem(404, "Not found", "no such message")
+    return outbox_json(message)
 
 
 @bp.get("/events")

@@ -15,12 +15,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from receiver import usecases
+from receiver import fetching, usecases
 from receiver.domain.model import FINAL, Decision, FetchFailed, Instance
 from receiver.domain.schedule import WIDE_AFTER
+from receiver.fetching import FetchResult
 from receiver.services import Services
 from receiver.store.groupcommit import GroupCommitter
-from receiver.usecases import FetchResult
 
 log = logging.getLogger("receiver.poller")
 
@@ -140,12 +140,16 @@ class Poller:
     def _fold(self, batch: list[tuple[FetchResult]]) -> list[Decision]:
         observations = [(r.observation, self.services.clock()) for (r,) in batch]
         return usecases.fold(
-            self.services.store, self.services.policy, observations, lease_owner=self.owner
+            self.services.store,
+            self.services.policy,
+            observations,
+            lease_owner=self.owner,
+            forward=self.services.forwarding,
         )
 
     def _fetch(self, instance: Instance) -> Decision | None:
         try:
-            fetched = usecases.fetch(self.services, instance.instance_id, gate=self._in_flight)
+            fetched = fetching.fetch(self.services, instance.instance_id, gate=self._in_flight)
             folded: Decision = self._results.submit(fetched)
             fetched.log(folded)
             decision: Decision | None = folded

@@ -1,7 +1,8 @@
 """The background worker process: APScheduler jobs over the use cases, never inside gunicorn.
 
 Jobs: fold the inbox (every ``FOLD_TICK``, and again at once while batches come full),
-poll due instances (``Poller.drain`` every tick), renew the leases of the fetches under
+send due outbox messages to the application (when RECEIVER_FORWARD_URL is set), poll due
+instances (``Poller.drain`` every tick), renew the leases of the fetches under
 way, expire instances past their TTL, purge what is past retention, and touch the
 heartbeat file the container's health check reads. Any number of workers may run at once.
 """
@@ -20,17 +21,20 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from receiver import healthcheck, usecases
 from receiver.errors import StoreUnavailable
 from receiver.services import Services
+from receiver.workers.forwarder import Forwarder
 from receiver.workers.poller import TICK, Poller
 
 log = logging.getLogger("receiver.worker")
 
 FOLD_TICK = 0.05  # seconds between looks at the inbox: folding latency stays well under 0.2 s
 EXPIRE_EVERY = 5.0
+FORWARD_TICK = 0.05  # seconds between looks at the outbox
 
 
 def run(services: Services, *, tick: float = TICK) -> None:
     """Work until SIGTERM/SIGINT; then finish in-flight fetches and give leases back."""
     poller = Poller(services, tick=tick)
+    forwarder = Forwarder(services, owner=poller.owner) if services.forwarding else None
     stopping = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # one line a tick is noise
@@ -54,6 +58,8 @@ def run(services: Services, *, tick: float = TICK) -> None:
         (poller.renew, services.settings.poll_lease / 3),
         (healthcheck.HEARTBEAT.touch, healthcheck.HEARTBEAT_EVERY),
     ]
+    if forwarder is not None:
+        jobs.append((forwarder.drain, FORWARD_TICK))
     for job, every in jobs:
         scheduler.add_job(
             _logged(job),
@@ -71,6 +77,8 @@ def run(services: Services, *, tick: float = TICK) -> None:
     )
     scheduler.start()
     released = poller.close()  # fetches in flight finish and fold their results in
+    if forwarder is not None:
+        released += forwarder.close()
     log.info("poller.stopped", extra={"owner": poller.owner, "released": released})
 
 

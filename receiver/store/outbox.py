@@ -1,0 +1,165 @@
+"""The outbox: one message per status change, written in its event's transaction and
+sent by the workers, in ``seq`` order per instance, at least once.
+
+A message is claimed with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), so workers
+running at once never send one message twice at the same time; it is due only while no
+earlier message of its instance is still pending, so one instance's messages arrive in
+order while other instances' flow past a slow or failing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from receiver.store.schema import outbox
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+STATUSES = (PENDING, DELIVERED, FAILED)
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    instance_id: str
+    body: str
+    status: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float | None
+    last_attempt_at: float | None
+    last_error: str | None
+    delivered_at: float | None
+
+
+_FIELDS = [outbox.c[f] for f in Message.__dataclass_fields__]
+_EARLIER = outbox.alias("earlier")
+
+
+def enqueue(conn: Connection, messages: list[tuple[int, str, str]], now: float) -> None:
+    """Add (seq, instance id, body) messages, due at once."""
+    conn.execute(
+        outbox.insert(),
+        [
+            {
+                "seq": seq,
+                "instance_id": instance_id,
+                "body": body,
+                "status": PENDING,
+                "created_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for seq, instance_id, body in messages
+        ],
+    )
+
+
+def claim(conn: Connection, owner: str, now: float, limit: int, lease: float) -> list[Message]:
+    """Lease up to ``limit`` due messages, oldest first, none behind an earlier pending
+    message of its own instance."""
+    blocked = (
+        sa.select(_EARLIER.c.seq)
+        .where(
+            _EARLIER.c.instance_id == outbox.c.instance_id,
+            _EARLIER.c.status == PENDING,
+            _EARLIER.c.seq < outbox.c.seq,
+        )
+        .exists()
+    )
+    unleased = sa.or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at <= now)
+    due = (
+        sa.select(outbox.c.seq)
+        .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now, unleased, ~blocked)
+        .order_by(outbox.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = conn.execute(
+        outbox.update()
+        .where(outbox.c.seq.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + lease)
+        .returning(*_FIELDS)
+    )
+    return sorted((Message(*r) for r in rows), key=lambda m: m.seq)
+
+
+def record(
+    conn: Connection,
+    seq: int,
+    owner: str,
+    *,
+    now: float,
+    error: str | None,
+    next_attempt_at: float | None,
+) -> bool:
+    """Write one attempt's result under ``owner``'s lease: delivered (no error), due
+    again at ``next_attempt_at``, or failed (neither). False if the lease was lost."""
+    values: dict[str, Any] = {
+        "attempts": outbox.c.attempts + 1,
+        "last_attempt_at": now,
+        "last_error": error[:256] if error else None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if error is None:
+        values |= {"status": DELIVERED, "delivered_at": now, "next_attempt_at": None}
+    elif next_attempt_at is None:
+        values |= {"status": FAILED, "next_attempt_at": None}
+    else:
+        values["next_attempt_at"] = next_attempt_at
+    done = conn.execute(
+        outbox.update().where(outbox.c.seq == seq, outbox.c.lease_owner == owner).values(values)
+    )
+    return bool(done.rowcount)
+
+
+def renew(conn: Connection, owner: str, until: float) -> int:
+    return conn.execute(
+        outbox.update().where(outbox.c.lease_owner == owner).values(lease_expires_at=until)
+    ).rowcount
+
+
+def release(conn: Connection, owner: str) -> int:
+    return conn.execute(
+        outbox.update()
+        .where(outbox.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    ).rowcount
+
+
+def replay(conn: Connection, seq: int, now: float) -> Message | None:
+    """Send a failed (or delivered) message again, from now, with a fresh schedule."""
+    conn.execute(
+        outbox.update()
+        .where(outbox.c.seq == seq, outbox.c.status != PENDING)
+        .values(status=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+    )
+    return get(conn, seq)
+
+
+def get(conn: Connection, seq: int) -> Message | None:
+    row = conn.execute(sa.select(*_FIELDS).where(outbox.c.seq == seq)).first()
+    return Message(*row) if row else None
+
+
+def page(conn: Connection, *, status: str | None, limit: int, after: int) -> list[Message]:
+    """Messages after ``after`` (a seq), oldest first, of one status or all."""
+    query = sa.select(*_FIELDS).where(outbox.c.seq > after).order_by(outbox.c.seq).limit(limit)
+    if status is not None:
+        query = query.where(outbox.c.status == status)
+    return [Message(*r) for r in conn.execute(query)]
+
+
+def depth(conn: Connection) -> tuple[dict[str, int], float | None]:
+    """Messages by status, and when the oldest pending one was written."""
+    by_status: dict[str, int] = dict(
+        conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
+    )
+    oldest = conn.execute(
+        sa.select(sa.func.min(outbox.c.created_at)).where(outbox.c.status == PENDING)
+    ).scalar()
+    return {s: int(by_status.get(s, 0)) for s in STATUSES}, oldest

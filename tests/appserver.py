@@ -1,0 +1,102 @@
+"""The business's application as a forwarding target: a real HTTP endpoint that checks
+every message with the standardwebhooks library, as the docs tell applications to."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes once decoded
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    body: dict[str, Any]
+    started: float
+    ended: float = 0.0
+    answered: int = 0
+
+
+@dataclass
+class App:
+    """Answers each instance's ``script`` statuses in turn (then 204); records every
+    verified message."""
+
+    port: int = 0
+    script: dict[str, list[int]] = field(default_factory=dict)
+    retry_after: str | None = None
+    hang: threading.Event | None = None  # while set and unanswered, requests wait
+    received: list[Received] = field(default_factory=list)
+    unverified: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def delivered(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if 200 <= r.answered < 300]
+
+
+def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
+    verifier = Webhook(SECRET)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"] or 0))
+            try:
+                body = verifier.verify(raw, dict(self.headers.items()))
+            except Exception:
+                with app.lock:
+                    app.unverified += 1
+                self._answer(400)
+                return
+            entry = Received(self.headers["webhook-id"], body, time.monotonic())
+            instance_id = body["data"]["instance"]["instanceId"]
+            with app.lock:
+                app.received.append(entry)
+                planned = app.script.get(instance_id, [])
+                status = planned.pop(0) if planned else 204
+            if app.hang is not None:
+                app.hang.wait(30)
+            entry.ended, entry.answered = time.monotonic(), status
+            self._answer(status)
+
+        def _answer(self, status: int) -> None:
+            self.send_response(status)
+            if app.retry_after and status in (429, 503):
+                self.send_header("Retry-After", app.retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def running(app: App) -> Iterator[App]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", app.port), handler(app))
+    server.daemon_threads = True
+    app.port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield app
+    finally:
+        if app.hang is not None:
+            app.hang.set()
+        server.shutdown()
+        server.server_close()

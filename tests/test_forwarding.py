@@ -1,0 +1,173 @@
+"""Status changes reach the application: signed, in order per instance, at least once.
+
+The worker's own forwarder against a real local endpoint that verifies every message
+with the standardwebhooks library; the service's clock is the test's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from receiver import usecases
+from receiver.domain.model import TtlPassed
+from receiver.services import Services
+from receiver.testing.simulator import Simulator
+from receiver.web import create_app
+from receiver.workers.forwarder import Forwarder
+from tests.appserver import SECRET, App, running
+from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.test_poller import poll_once, webhook
+
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
+FAILED = 'gbg_receiver_forward_attempts_total{outcome="failed"}'
+
+
+def sample(text: str, name: str) -> float:
+    """A sample's value in Prometheus text (0 before its first increment)."""
+    found = re.search(re.escape(name) + r" (\S+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def forwarding(services: Services, app: App) -> Forwarder:
+    with_settings(services, forward_url=app.url, forward_secret=SECRET)
+    return Forwarder(services)
+
+
+def send(forwarder: Forwarder) -> list[str | None]:
+    forwarder.drain()
+    return forwarder.wait()
+
+
+def complete(services: Services, sim: Simulator, clock: FakeClock, instance_id: str) -> None:
+    sim.set_status(instance_id, "Completed", "Of Age")
+    webhook(services, instance_id)
+    clock.advance(1)
+    poll_once(services)
+
+
+def test_a_journey_yields_its_message_signed_and_without_personal_data(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with running(App()) as app:
+        forwarder = forwarding(services, app)
+        usecases.register(services, "j-1", "order-42")
+        complete(services, sim, clock, "j-1")
+        assert send(forwarder) == ["delivered"]
+        [message] = app.delivered()
+        assert app.unverified == 0
+        assert message.body["type"] == "journey.completed"
+        data = message.body["data"]
+        assert message.webhook_id == f"msg_gbgr_{data['seq']}"
+        assert data["previousStatus"] == "in_progress"
+        instance = data["instance"]
+        assert (instance["instanceId"], instance["status"], instance["outcome"]) == (
+            "j-1",
+            "completed",
+            "Of Age",
+        )
+        assert instance["reference"] == "order-42"  # the application's own key
+        assert "Simona" not in str(message.body)  # the simulator's person stays out
+        assert send(forwarder) == []  # delivered once: nothing more to send
+        forwarder.close()
+
+
+def test_one_instance_in_order_others_unhindered_retries_spaced(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with running(App(script={"slow-1": [500, 503]}, retry_after="900")) as app:
+        forwarder = forwarding(services, app)
+        usecases.register(services, "slow-1", None)
+        clock.advance(services.settings.instance_ttl + 1)
+        usecases.observe(services, TtlPassed("slow-1"), clock())  # seq 1: expired
+        complete(services, sim, clock, "slow-1")  # seq 2: completed, behind seq 1
+        complete(services, sim, clock, "other-1")  # seq 3: another instance
+        first, second, other = (m.seq for m in services.store.messages(status=None, limit=9))
+        assert sorted(map(str, send(forwarder))) == ["delivered", "http_500"]
+        assert [r.body["data"]["seq"] for r in app.delivered()] == [other]  # not held up
+        times = [clock()]
+        for wait, outcome in ((5, "http_503"), (900, "delivered")):
+            clock.advance(wait - 1)
+            assert send(forwarder) == []  # not before its time
+            clock.advance(1)
+            assert send(forwarder) == [outcome]
+            times.append(clock())
+        # 5 s, then the receiver's Retry-After (900 s, more than the schedule's 5 min):
+        # each wait measured on the service's clock.
+        assert [b - a for a, b in itertools.pairwise(times)] == [5, 900]
+        assert send(forwarder) == ["delivered"]  # seq 2 only now: after seq 1
+        order = [r.body["data"]["seq"] for r in app.delivered()]
+        assert order == [other, first, second]
+        tries = [r.webhook_id for r in app.received if r.body["data"]["seq"] == first]
+        assert tries == [f"msg_gbgr_{first}"] * 3  # one id across every attempt
+        forwarder.close()
+
+
+def test_a_message_that_used_up_its_attempts_is_kept_and_replayable(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with running(App(script={"f-1": [500] * 8})) as app:
+        forwarder = forwarding(services, app)
+        client = create_app(services=services).test_client()
+        failed_before = sample(client.get("/metrics").get_data(as_text=True), FAILED)
+        complete(services, sim, clock, "f-1")
+        outcomes = []
+        for _ in range(8):
+            outcomes += send(forwarder)
+            clock.advance(36001)
+        assert outcomes == ["http_500"] * 7 + ["failed"]
+        failed = client.get("/api/v1/outbox?status=failed", headers=BEARER).get_json()
+        [message] = failed["messages"]
+        assert (message["attempts"], message["lastError"]) == (8, "http_500")
+        replayed = client.post(f"/api/v1/outbox/{message['id']}/replay", headers=BEARER)
+        assert replayed.get_json()["status"] == "pending"
+        assert send(forwarder) == ["delivered"]
+        assert client.get("/api/v1/outbox?status=failed", headers=BEARER).get_json() == {
+            "messages": [],
+            "nextAfter": 0,
+        }
+        assert client.post("/api/v1/outbox/0/replay", headers=BEARER).status_code == 404
+        text = client.get("/metrics").get_data(as_text=True)
+        assert sample(text, FAILED) == failed_before + 1
+        assert "gbg_receiver_outbox_depth 0.0" in text
+        forwarder.close()
+
+
+def test_without_a_forward_url_no_message_is_written(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    complete(services, sim, clock, "n-1")
+    assert services.store.messages(status=None, limit=10) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RECEIVER_FORWARD_URL": "https://app.example/hooks"}, "RECEIVER_FORWARD_SECRET"),
+        ({"RECEIVER_FORWARD_SECRET": SECRET}, "RECEIVER_FORWARD_URL"),
+        (
+            {"RECEIVER_FORWARD_URL": "http://app.example/hooks", "RECEIVER_FORWARD_SECRET": SECRET},
+            "RECEIVER_FORWARD_URL",
+        ),
+        (
+            {
+                "RECEIVER_FORWARD_URL": "https://app.example",
+                "RECEIVER_FORWARD_SECRET": "whsec_YWJj",
+            },
+            "RECEIVER_FORWARD_SECRET",
+        ),
+        (
+            {"RECEIVER_FORWARD_URL": "https://app.example", "RECEIVER_FORWARD_SECRET": "x" * 40},
+            "RECEIVER_FORWARD_SECRET",
+        ),
+    ],
+)
+def test_bad_forwarding_configuration_refuses_to_start(env: dict[str, str], named: str) -> None:
+    from receiver.config import Settings
+    from receiver.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env)
+    assert [p.split(":")[0] for p in refused.value.problems] == [named]
