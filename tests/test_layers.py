@@ -63,6 +63,12 @@ FORBIDDEN = {
         "flask",
         "apscheduler",
     ),
+    # The other use-case modules, and the HTTP adapters below them.
+    "receiver.fetching": ("receiver.web", "receiver.workers", "receiver.cli", "flask"),
+    "receiver.notify": ("receiver.web", "receiver.workers", "receiver.cli", "flask"),
+    "receiver.downstream": ("receiver.store", "receiver.usecases", "receiver.web", "flask"),
+    "receiver.httpread": ("receiver.store", "receiver.usecases", "receiver.web", "flask"),
+    "receiver.guards": ("receiver.store", "receiver.web", "requests", "flask", "sqlalchemy"),
     "receiver.web": ("receiver.workers", "receiver.cli", "apscheduler", "receiver.testing"),
     "receiver.workers": ("receiver.web", "receiver.cli", "flask", "receiver.testing"),
     "receiver.cli": ("receiver.web",),
