@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 USER, PASSWORD, TOKEN = "bench", "bench-password-3f9a-71c2-d04e", "bench-token-8b1d-25e7-c6a0-94f3"
-AUTH = "Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQtMQ=="  # bench:bench-password-1
+AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
 def free_port() -> int:

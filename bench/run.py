@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import ingest, poller, scaling, truth
+from bench import forward, ingest, poller, scaling, truth
 
 HERE = Path(__file__).resolve().parent
 ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -40,7 +40,8 @@ def scratch_database() -> tuple[str, sa.Engine]:
 
 def main() -> int:
     """Run every benchmark (or those named: bench/run.py ingest truth poller scaling)."""
-    wanted = set(sys.argv[1:]) or {"ingest", "truth", "poller", "scaling"}
+    everything = {"ingest", "truth", "poller", "scaling", "forward"}
+    wanted = set(sys.argv[1:]) or everything
     started = time.monotonic()
     out = Path(tempfile.mkdtemp(prefix="gbg-bench-"))
     pg_url, admin = scratch_database()
@@ -70,6 +71,12 @@ def main() -> int:
                     (0.05, 32, 50),
                 )
             ]
+        if "forward" in wanted:
+            step("downstream notifications (serve + simulator; 1 and 2 workers on PostgreSQL)")
+            results["forward"] = {
+                "latency": forward.latency(out),
+                "throughput": [forward.throughput(pg_url, out, n) for n in (1, 2)],
+            }
         if "scaling" in wanted:
             step("scaling of due selection (1k / 100k / 1M stored)")
             results["scaling"] = {
@@ -84,7 +91,7 @@ def main() -> int:
     results["seconds"] = time.monotonic() - started
     report = render(results)
     print(report)
-    if wanted == {"ingest", "truth", "poller", "scaling"}:
+    if wanted == everything:
         (HERE / "RESULTS.md").write_text(report)
     return 0
 
@@ -126,12 +133,41 @@ def render(r: dict[str, Any]) -> str:
         ("truth", truth_table),
         ("poller", poller_table),
         ("scaling", scaling_table),
+        ("forward", forward_table),
     ):
         if key in r:
             lines += table(r[key])
     if "ingest" in r and "poller" in r:
         lines += memory_table(r)
     return "\n".join(lines) + "\n"
+
+
+def forward_table(f: dict[str, Any]) -> list[str]:
+    lat = f["latency"]
+    rows = [
+        "## Downstream notifications",
+        "",
+        "Latency: from the simulator's state API answering `Completed` to the application's",
+        f"endpoint receiving the message and verifying it (standardwebhooks), {lat['n']} of",
+        f"{lat['expected']} journeys whose webhook came just before the end; `serve` on SQLite,",
+        f"default settings. Target: p99 <= 1 s. Unverified messages: {lat['unverified']}.",
+        "",
+        "| p50 | p99 | max |",
+        "|---|---|---|",
+        f"| {lat['p50'] * 1000:.0f} ms | {lat['p99'] * 1000:.0f} ms | {lat['max'] * 1000:.0f} ms |",
+        "",
+        f"Throughput: {forward.MESSAGES} pending messages (one per instance) drained by `poller`",
+        "processes on PostgreSQL to a local endpoint that verifies each, first to last",
+        "arrival (the seconds column includes starting the workers).",
+        "",
+        "| workers | delivered | seconds | messages/s |",
+        "|---|---|---|---|",
+    ]
+    rows += [
+        f"| {t['workers']} | {t['messages']} | {t['seconds']:.1f} | {t['per_second']:.0f} |"
+        for t in f["throughput"]
+    ]
+    return [*rows, ""]
 
 
 def ingest_table(i: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ class Received:
     started: float
     ended: float = 0.0
     answered: int = 0
+    at: float = field(default_factory=time.time)  # wall clock, to compare with other logs
 
 
 @dataclass

@@ -302,6 +302,8 @@ class Simulator:
         finally:
             entry["end"] = time.time()
         entry["status"] = answer.status_code if answer is not None else "timeout"
+        if answer is not None and answer.status_code == 200:
+            entry["answer"] = (answer.get_json(silent=True) or {}).get("status")
         with self.lock:
             self.calls.append(entry)
         if answer is None:
