@@ -181,8 +181,9 @@ def poll_now(services: Services, instance_id: str) -> Instance | None:
 
 
 def erase(services: Services, instance_id: str) -> Instance | None:
-    """Erase what is kept about the person: the instance's personal fields and every
-    delivery. Its status, times and events stay. None if the instance is unknown."""
+    """Erase what is kept about the person: the instance's personal fields, every
+    delivery and the messages already sent. Its status, times and events stay (and
+    messages still due go out). None if the instance is unknown."""
 
     def work(conn: Connection) -> Instance | None:
         arrived = inbox.erase(conn, instance_id)
@@ -191,6 +192,7 @@ def erase(services: Services, instance_id: str) -> Instance | None:
             _fold(conn, webhooks, services.policy, forward=services.forwarding)
         if not instances.erase(conn, instance_id):
             return None
+        outbox.erase(conn, instance_id)
         return instances.get(conn, instance_id)
 
     erased = services.store.transaction(work)
@@ -208,12 +210,12 @@ def resume_given_up(services: Services) -> int:
 
 
 def purge(services: Services, days: float | None = None) -> tuple[int, int]:
-    """Delete folded deliveries older than the retention period, and forget the personal
-    data of instances that finished before it."""
+    """Delete folded deliveries and delivered messages older than the retention period,
+    and forget the personal data of instances that finished before it."""
     days = services.settings.retention_days if days is None else days
     deleted, forgotten = services.store.purge(services.clock() - days * DAY)
     log.info(
         "retention.purged",
-        extra={"deliveries_deleted": deleted, "instances_forgotten": forgotten, "days": days},
+        extra={"rows_deleted": deleted, "instances_forgotten": forgotten, "days": days},
     )
     return deleted, forgotten

@@ -60,7 +60,7 @@ def test_purge_deletes_raw_deliveries_past_retention(tmp_path: Path) -> None:
     services.store.engine.dispose()
     assert (
         cli(env, "purge").stdout.strip()
-        == "deleted 1 deliveries, forgot personal data of 0 instances"
+        == "deleted 1 deliveries and messages, forgot 0 instances' data"
     )
     assert cli(env, "purge", "--days", "0").returncode == 2
     assert json.loads(cli(env, "show", "p-1").stdout)["instanceId"] == "p-1"
@@ -107,3 +107,34 @@ def test_a_store_that_is_down_is_one_clear_line(tmp_path: Path) -> None:
     assert down.returncode == 1
     assert down.stderr.startswith("Error: the store is unavailable: OperationalError")
     assert "Traceback" not in down.stderr
+
+
+def test_outbox_lists_and_replay_sends_again(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cli(env, "migrate")
+    from receiver import usecases
+    from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
+    from receiver.domain.schedule import Policy
+    from receiver.store import Store
+
+    store = Store.from_url(env["RECEIVER_DATABASE_URL"])
+    changes = [
+        (Registered("o-1"), 1000.0),
+        (Fetched("o-1", GbgState(COMPLETED, "Completed")), 1001.0),
+    ]
+    usecases.fold(store, Policy(), changes, forward=True)
+    [message] = store.messages(status=None, limit=10)
+    with store.db.write() as conn:  # as if it had used up its attempts
+        conn.exec_driver_sql("UPDATE outbox SET status = 'failed', attempts = 8")
+    store.engine.dispose()
+    [line] = cli(env, "outbox", "--failed").stdout.splitlines()
+    listed = json.loads(line)
+    assert (listed["id"], listed["status"], listed["body"]["type"]) == (
+        message.seq,
+        "failed",
+        "journey.completed",
+    )
+    replayed = json.loads(cli(env, "replay", str(message.seq)).stdout)
+    assert (replayed["status"], replayed["attempts"]) == ("pending", 0)
+    assert cli(env, "outbox", "--failed").stdout == ""
+    assert "no such message: 999" in cli(env, "replay", "999").stderr

@@ -80,8 +80,9 @@ def test_a_worker_killed_mid_send_sends_again_after_restart(  # type: ignore[no-
 
 
 @pytest.mark.postgres
-def test_four_workers_send_2000_messages_in_order_never_twice_at_once(  # type: ignore[no-untyped-def]
-    tmp_path: Path, procs: list[Proc], pg_engine: sa.Engine, figure
+@pytest.mark.parametrize("count", [2, 4])
+def test_workers_send_2000_messages_in_order_never_twice_at_once(  # type: ignore[no-untyped-def]
+    tmp_path: Path, procs: list[Proc], pg_engine: sa.Engine, figure, count: int
 ) -> None:
     empty_tables(pg_engine)
     upgrade(pg_engine)
@@ -100,11 +101,11 @@ def test_four_workers_send_2000_messages_in_order_never_twice_at_once(  # type: 
         assert PG_URL
         env = forwarding_env(tmp_path, app, RECEIVER_DATABASE_URL=PG_URL)
         started = time.monotonic()
-        workers = [Proc(["poller"], env, tmp_path / f"worker-{n}.log") for n in range(4)]
+        workers = [Proc(["poller"], env, tmp_path / f"worker-{n}.log") for n in range(count)]
         procs.extend(workers)
         wait_for(lambda: store.snapshot(time.time())["outbox_pending"] == 0, 120)
         took = time.monotonic() - started
-        assert [w.stop() for w in workers] == [0] * 4
+        assert [w.stop() for w in workers] == [0] * count
     assert app.unverified == 0
     by_id: dict[str, list[Received]] = defaultdict(list)
     for r in app.received:
@@ -122,6 +123,6 @@ def test_four_workers_send_2000_messages_in_order_never_twice_at_once(  # type: 
     shares = [w.log.read_text().count('"forward.attempted"') for w in workers]
     assert all(n > 0 for n in shares), shares
     figure(
-        f"forward 4 workers (pg): 2000 messages of 1000 instances in {took:.1f} s "
+        f"forward {count} workers (pg): 2000 messages of 1000 instances in {took:.1f} s "
         f"({2000 / took:.0f}/s), 0 sent twice at once, order kept; per worker {shares}"
     )

@@ -24,7 +24,7 @@ from receiver.shapes import instance_json, outbox_json
 def purge(days: float | None) -> None:
     """Delete raw deliveries and forget personal data older than the retention period."""
     deleted, forgotten = usecases.purge(common.services(), days)
-    click.echo(f"deleted {deleted} deliveries, forgot personal data of {forgotten} instances")
+    click.echo(f"deleted {deleted} deliveries and messages, forgot {forgotten} instances' data")
 
 
 @click.command()

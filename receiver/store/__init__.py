@@ -155,18 +155,20 @@ class Store:
     # -- retention and erasure -------------------------------------------------------------
 
     def purge(self, before: float) -> tuple[int, int]:
-        """Delete folded deliveries and forget personal data older than ``before``.
+        """Delete folded deliveries and delivered messages, and forget personal data, older
+        than ``before``; answer (rows deleted, instances forgotten).
 
-        Deliveries go in batches, each its own short transaction, so a long purge never
+        Rows go in batches, each its own short transaction, so a long purge never
         keeps a webhook waiting for the writer.
         """
         deleted = 0
-        while True:
-            with self.db.write() as conn:
-                batch = inbox.purge(conn, before, PURGE_BATCH)
-            deleted += batch
-            if batch < PURGE_BATCH:
-                break
+        for purge_batch in (inbox.purge, outbox.purge):
+            while True:
+                with self.db.write() as conn:
+                    batch = purge_batch(conn, before, PURGE_BATCH)
+                deleted += batch
+                if batch < PURGE_BATCH:
+                    break
         with self.db.write() as conn:
             forgotten = instances.forget(conn, before)
         self.db.compact()

@@ -163,3 +163,22 @@ def depth(conn: Connection) -> tuple[dict[str, int], float | None]:
         sa.select(sa.func.min(outbox.c.created_at)).where(outbox.c.status == PENDING)
     ).scalar()
     return {s: int(by_status.get(s, 0)) for s in STATUSES}, oldest
+
+
+def erase(conn: Connection, instance_id: str) -> int:
+    """Delete the instance's messages that are done with (delivered or failed); pending
+    ones still go to the application, which holds what they say already."""
+    return conn.execute(
+        outbox.delete().where(outbox.c.instance_id == instance_id, outbox.c.status != PENDING)
+    ).rowcount
+
+
+def purge(conn: Connection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` delivered messages written before ``before``."""
+    oldest = (
+        sa.select(outbox.c.seq)
+        .where(outbox.c.status == DELIVERED, outbox.c.created_at < before)
+        .order_by(outbox.c.seq)
+        .limit(limit)
+    )
+    return conn.execute(outbox.delete().where(outbox.c.seq.in_(oldest))).rowcount
