@@ -175,3 +175,9 @@ def test_a_made_up_method_adds_no_metric_series(client, services: Services) -> N
     text = services.metrics.render(services.store, services.clock())[0].decode()
     assert 'method="BREW"' not in text
     assert 'endpoint="unmatched",method="other",status="405"' in text
+
+
+def test_replay_of_an_id_no_store_can_hold_is_404(client) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/api/v1/outbox/9223372036854775808/replay", headers=AUTH)
+    assert answer.status_code == 404
+    assert answer.mimetype == "application/problem+json"

@@ -7,10 +7,15 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from receiver import usecases
+from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
+from receiver.domain.schedule import Policy
+from receiver.store import Store
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
 from tests.processes import Proc, base_env, free_port, run, wait_ready
 
@@ -41,6 +46,10 @@ checks.not_a_server_error.enabled = false
 
 [checks.use_after_free]
 enabled = false
+
+[[operations]]
+include-operation-id = ["replayOutboxMessage"]
+parameters = {{ messageId = {message} }}
 """
 
 
@@ -81,12 +90,21 @@ def test_schemathesis_finds_no_failure(tmp_path: Path, procs: list[Proc]) -> Non
         RECEIVER_GBG_TOKEN_URL="http://127.0.0.1:9/token",  # GBG down: polls must still answer
     )
     assert run(["migrate"], env).returncode == 0
+    store = Store.from_url(env["RECEIVER_DATABASE_URL"])  # one message in the outbox to replay
+    done = (Fetched("st-1", GbgState(COMPLETED, "Completed")), time.time())
+    usecases.fold(store, Policy(), [(Registered("st-1"), time.time()), done], forward=True)
+    [message] = store.messages(status=None, limit=1)
+    store.engine.dispose()
     web = Proc(["web"], env, tmp_path / "web.log")
     procs.append(web)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, web)
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(user=WEBHOOK_USER, password=WEBHOOK_PASS, token=API_TOKEN))
+    config.write_text(
+        CONFIG.format(
+            user=WEBHOOK_USER, password=WEBHOOK_PASS, token=API_TOKEN, message=message.seq
+        )
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -109,5 +127,5 @@ def test_schemathesis_finds_no_failure(tmp_path: Path, procs: list[Proc]) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "No issues found" in result.stdout
+    assert "No issues found" in result.stdout, result.stdout[-3000:]
     assert '"level": "error"' not in web.log.read_text()

@@ -24,6 +24,7 @@ log = logging.getLogger("receiver.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 1000
+MAX_SEQ = 2**63 - 1
 
 
 @bp.before_request
@@ -129,7 +130,7 @@ def outbox() -> dict[str, Any]:
     status = request.args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(MESSAGE_STATUSES)}")
-    after = _int_arg("after", 0, 0, 2**63 - 1)
+    after = _int_arg("after", 0, 0, MAX_SEQ)
     limit = _int_arg("limit", 100, 1, MAX_PAGE)
     rows = context.services().store.messages(status=status, limit=limit, after=after)
     return {
@@ -141,7 +142,9 @@ def outbox() -> dict[str, Any]:
 @bp.post("/outbox/<int:message_id>/replay")
 def replay(message_id: int) -> dict[str, Any]:
     """Send a message again from now (a failed one, typically), with a fresh schedule."""
-    message = notify.replay(context.services(), message_id)
+    message = None
+    if message_id <= MAX_SEQ:  # larger ids fit no store column: certainly no message
+        message = notify.replay(context.services(), message_id)
     if message is None:
         raise Problem(404, "Not found", "no such message")
     return outbox_json(message)
@@ -149,7 +152,7 @@ def replay(message_id: int) -> dict[str, Any]:
 
 @bp.get("/events")
 def events() -> dict[str, Any]:
-    after = _int_arg("after", 0, 0, 2**63 - 1)
+    after = _int_arg("after", 0, 0, MAX_SEQ)
     rows = context.services().store.events_after(after, _int_arg("limit", 100, 1, MAX_PAGE))
     return {
         "events": [event_json(r) for r in rows],
