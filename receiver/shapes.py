@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.domain.model import Event, Instance
-from receiver.domain.privacy import JOURNEY, RESULT, minimal
+from receiver.domain.privacy import JOURNEY, RESULT, STEP, minimal
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -36,7 +36,16 @@ def instance_json(i: Instance) -> dict[str, Any]:
         "webhookClaim": i.webhook_claim,
         "source": i.source,
         "updatedAt": rfc3339(i.updated_at),
+        "steps": steps(i.state),
     }
+
+
+def steps(state: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """What GBG decided, step by step: node, status, outcome and advice codes (never a
+    step's note). None while no state is stored."""
+    process = ((state or {}).get("context") or {}).get("process")
+    found = minimal(process.get("steps"), [STEP]) if isinstance(process, dict) else None
+    return found if isinstance(found, list) else None
 
 
 def event_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +57,23 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "previousStatus": row["previous_status"],
         "source": row["source"],
         "at": rfc3339(row["at"]),
+    }
+
+
+def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored webhook delivery (its body minimised unless PII storage is on)."""
+    try:
+        body: Any = json.loads(row["body"]) if row["body"] else None
+    except ValueError:
+        body = None  # stored as received, and not JSON: not shown
+    return {
+        "id": row["id"],
+        "receivedAt": rfc3339(row["received_at"]),
+        "foldedAt": rfc3339(row["folded_at"]),
+        "peer": row["peer"],
+        "claim": row["claim"],
+        "headers": row["headers"],
+        "body": body,
     }
 
 

@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -29,6 +30,7 @@ from receiver.domain.model import (
 )
 from receiver.domain.reconcile import decide
 from receiver.domain.schedule import Policy
+from receiver.errors import GbgError
 from receiver.services import Services
 from receiver.shapes import message_json
 from receiver.store import Store, events, inbox, instances, outbox
@@ -72,6 +74,19 @@ def fold_inbox(services: Services, limit: int = FOLD_BATCH) -> int:
 def register(services: Services, instance_id: str, reference: str | None) -> Decision:
     """Register an instance the application started; its webhook timeout starts now."""
     return observe(services, Registered(instance_id, reference), services.clock())
+
+
+def start_journey(
+    services: Services, resource_id: str, context: dict[str, Any], reference: str | None
+) -> tuple[Decision, str | None]:
+    """Start a journey at GBG with the server's token and register its instance at once
+    (its webhook timeout runs from now); answer it and the URL the person opens."""
+    if services.gbg is None:
+        raise GbgError("GBG is not configured")
+    instance_id, url = services.gbg.start_journey(resource_id, context)
+    decision = register(services, instance_id, reference)
+    log.info("journey.started", extra={"instance_id": instance_id, "resource_id": resource_id})
+    return decision, url
 
 
 def observe(

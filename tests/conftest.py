@@ -38,6 +38,7 @@ API_TOKEN = "api-token-9c2d-6e0a-b83f-17c5"
 INSTANCE_FIELDS = {
     "instanceId",
     "reference",
+    "steps",
     "status",
     "gbgStatus",
     "outcome",

@@ -77,7 +77,9 @@ def test_wrong_client_secret_is_an_auth_error(sim: Simulator) -> None:
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_fetch_parses_both_api_versions(sim: Simulator, version: str) -> None:
     client = gbg_client(sim, api_version=version)
-    iid = client.start_journey("age-check@latest", {"subject": {"identity": {"firstName": "Ada"}}})
+    iid, _ = client.start_journey(
+        "age-check@latest", {"subject": {"identity": {"firstName": "Ada"}}}
+    )
     assert client.fetch_state(iid).status == IN_PROGRESS
     sim.set_status(iid, "Completed", "Of Age")
     state = client.fetch_state(iid)

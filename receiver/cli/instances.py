@@ -10,7 +10,7 @@ import click
 from receiver import notify, usecases
 from receiver.cli import common
 from receiver.domain.model import INSTANCE_ID, STATUSES
-from receiver.errors import Throttled
+from receiver.errors import GbgError, Throttled
 from receiver.shapes import instance_json, outbox_json
 
 
@@ -126,4 +126,19 @@ def replay(message_id: int) -> None:
     common.echo_json(outbox_json(message))
 
 
-COMMANDS = (purge, register, show, poll, list_, resume, erase, outbox, replay)
+@click.command()
+@click.argument("resource_id", metavar="RESOURCE")
+@click.option("--reference", default=None, help="Your own reference for the journey.")
+def start(resource_id: str, reference: str | None) -> None:
+    """Start a journey at GBG (RESOURCE: the journey's resource id) and register it."""
+    services = common.services()
+    if services.gbg is None:
+        raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
+    try:
+        decision, url = usecases.start_journey(services, resource_id, {}, reference)
+    except GbgError as exc:
+        raise click.ClickException(f"GBG did not start the journey: {exc}") from None
+    common.echo_json(instance_json(decision.instance) | {"instanceUrl": url})
+
+
+COMMANDS = (start, purge, register, show, poll, list_, resume, erase, outbox, replay)

@@ -23,6 +23,7 @@ RESULT: dict[str, Any] = {"status": True, "outcome": True, "advice": CODES}
 JOURNEY = {k: True for k in ("name", "id", "version", "startedAt", "endedAt")} | {
     "durationMilliSec": True
 }
+STEP: dict[str, Any] = {"nodeId": True, "status": True, "result": RESULT}
 STATE: dict[str, Any] = {
     "instanceId": True,
     "status": True,
@@ -31,7 +32,7 @@ STATE: dict[str, Any] = {
         "process": {
             "journey": JOURNEY,
             "instance": {"id": True, "instanceId": True},
-            "steps": [{"nodeId": True, "status": True, "result": RESULT}],
+            "steps": [STEP],
         },
         "result": RESULT,
         "status": True,

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from receiver import httpread, strictjson
-from receiver.domain.model import GbgState
+from receiver.domain.model import INSTANCE_ID, GbgState
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
 from receiver.gbg.states import parse_state
 
@@ -110,15 +110,19 @@ class GbgClient:
             raise GbgUnavailable("state fetch answered for another instance", kind="garbage")
         return parse_state(body, store_pii=self.store_pii)
 
-    def start_journey(self, resource_id: str, context: dict[str, Any] | None = None) -> str:
-        """Start a journey; answer the new instance id."""
+    def start_journey(
+        self, resource_id: str, context: dict[str, Any] | None = None
+    ) -> tuple[str, str | None]:
+        """Start a journey; answer the new instance id and, from v2, the URL the person
+        opens (None where GBG gives none)."""
         body = self._post(
             _PATHS[self.api_version]["start"], {"resourceId": resource_id, "context": context or {}}
         )
-        instance_id = body.get("instanceId")
-        if not isinstance(instance_id, str):
+        instance_id, url = body.get("instanceId"), body.get("instanceUrl")
+        if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
             raise GbgUnavailable("journey start answered without an instanceId", kind="garbage")
-        return instance_id
+        link = isinstance(url, str) and url.startswith(("https://", "http://"))
+        return instance_id, url if link else None
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         for attempt in (1, 2):

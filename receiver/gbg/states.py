@@ -32,7 +32,8 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
     process = _dict(context.get("process"))
     journey_doc = _dict(process.get("journey"))
     meta = _dict(body.get("metaData"))
-    journey = {k: journey_doc[k] for k in _JOURNEY_KEYS if k in journey_doc}
+    # Every key, null where GBG has none yet (endedAt stays null until the journey ends).
+    journey = {k: journey_doc.get(k) for k in _JOURNEY_KEYS} if journey_doc else {}
     if not journey and meta:
         # v1 says "completedTime": "" while in progress: no end yet is null, never "".
         journey = {"startedAt": meta.get("createdTime") or None}

@@ -76,6 +76,10 @@ class Store:
         with self.db.read() as conn:
             return events.after(conn, seq, limit)
 
+    def events_for(self, instance_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return events.for_instance(conn, instance_id)
+
     def snapshot(self, now: float) -> dict[str, Any]:
         with self.db.read() as conn:
             return stats.snapshot(conn, now)

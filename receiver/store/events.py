@@ -43,6 +43,14 @@ def after(conn: Connection, seq: int, limit: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+def for_instance(conn: Connection, instance_id: str) -> list[dict[str, Any]]:
+    """One instance's status changes, oldest first."""
+    rows = conn.execute(
+        sa.select(events).where(events.c.instance_id == instance_id).order_by(events.c.seq)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
 def endings_by_source(conn: Connection) -> dict[str, int]:
     """How many journeys ended (completed or failed) as found by each source."""
     return dict(

@@ -14,8 +14,8 @@ from flask import Blueprint, request
 
 from receiver import notify, usecases
 from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
-from receiver.errors import Problem, Throttled
-from receiver.shapes import event_json, instance_json, outbox_json
+from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable, Problem, Throttled
+from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
 from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
 from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
@@ -51,17 +51,63 @@ def register() -> tuple[dict[str, Any], int]:
         raise Problem(
             422, "Invalid instance id", "instanceId: 1-128 characters of A-Z a-z 0-9 . _ : @ -"
         )
-    reference = payload.get("reference")
-    if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
-        raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
     services = context.services()
-    decision = usecases.register(services, instance_id, reference)
+    decision = usecases.register(services, instance_id, _reference(payload))
     return instance_json(decision.instance), 201 if decision.created else 200
+
+
+@bp.post("/journeys")
+def start_journey() -> tuple[dict[str, Any], int]:
+    """Start a journey at GBG with the server's token, and register its instance."""
+    payload = parse_object(read_body())
+    resource_id, journey_context = payload.get("resourceId"), payload.get("context", {})
+    if not isinstance(resource_id, str) or not 0 < len(resource_id) <= 256:
+        raise Problem(422, "Invalid resourceId", "resourceId: a string of 1-256 characters")
+    if not isinstance(journey_context, dict):
+        raise Problem(422, "Invalid context", "context: a JSON object")
+    services = context.services()
+    if services.gbg is None:
+        raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
+    try:
+        decision, url = usecases.start_journey(
+            services, resource_id, journey_context, _reference(payload)
+        )
+    except GbgRejected as exc:
+        raise Problem(400, "GBG refused the journey", f"GBG answered {exc.status}") from None
+    except GbgAuthError:
+        raise Problem(502, "GBG refused our credentials", "see the server's log") from None
+    except GbgUnavailable as exc:
+        wait = {"Retry-After": str(math.ceil(exc.retry_after or 5))}
+        raise Problem(503, "GBG unavailable", "no journey was started", wait) from None
+    return instance_json(decision.instance) | {"instanceUrl": url}, 201
 
 
 @bp.get("/instances/<instance_id>")
 def show(instance_id: str) -> dict[str, Any]:
     return instance_json(_known(instance_id))
+
+
+@bp.get("/instances/<instance_id>/events")
+def instance_events(instance_id: str) -> dict[str, Any]:
+    """One instance's status changes, oldest first."""
+    _known(instance_id)
+    rows = context.services().store.events_for(instance_id)
+    return {"events": [event_json(r) for r in rows]}
+
+
+@bp.get("/instances/<instance_id>/deliveries")
+def instance_deliveries(instance_id: str) -> dict[str, Any]:
+    """The webhook deliveries stored for one instance, oldest first."""
+    _known(instance_id)
+    rows = context.services().store.deliveries_for(instance_id)
+    return {"deliveries": [delivery_json(r) for r in rows]}
+
+
+@bp.get("/instances/<instance_id>/state")
+def instance_state(instance_id: str) -> dict[str, Any]:
+    """The latest state document as stored (minimised unless RECEIVER_STORE_PII); null
+    before the first fetch and after retention or erasure."""
+    return {"state": _known(instance_id).state}
 
 
 @bp.get("/instances")
@@ -158,6 +204,13 @@ def events() -> dict[str, Any]:
         "events": [event_json(r) for r in rows],
         "nextAfter": rows[-1]["seq"] if rows else after,
     }
+
+
+def _reference(payload: dict[str, Any]) -> str | None:
+    reference = payload.get("reference")
+    if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
+        raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
+    return reference
 
 
 def _known(instance_id: str) -> Instance:
