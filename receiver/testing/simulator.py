@@ -26,31 +26,25 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from receiver.testing.answers import (
+    FINAL_STATUSES,
+    SimInstance,
+    demo_note,
+    demo_subject,
+    state_v1,
+    state_v2,
+)
+
 log = logging.getLogger("receiver.simulator")
 
 FAULT_KINDS = ("500", "502", "503", "429", "timeout", "garbage", "401", "404")
-FINAL_STATUSES = ("Completed", "Failed")
-
-
-@dataclass
-class SimInstance:
-    instance_id: str
-    resource_id: str
-    created: float
-    status: str = "InProgress"
-    outcome: str | None = None
-    completed: float | None = None
-    subject: dict[str, Any] = field(default_factory=dict)
-    # What a document step notes down (GBG's own example holds an ID number).
-    note: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,8 +124,8 @@ class Simulator:
                     instance_id,
                     "sim-journey@latest",
                     time.time(),
-                    subject=subject if subject is not None else _demo_subject(),
-                    note=note if note is not None else {"idNumber": "SIM-ID-4417"},
+                    subject=subject if subject is not None else demo_subject(),
+                    note=note if note is not None else demo_note(),
                 ),
             )
         return instance_id
@@ -280,7 +274,7 @@ class Simulator:
         context = body.get("context")
         if not isinstance(context, dict):
             context = {}
-        instance_id = self.create(subject=context.get("subject") or _demo_subject())
+        instance_id = self.create(subject=context.get("subject") or demo_subject())
         with self.lock:
             self.instances[instance_id].resource_id = str(body.get("resourceId", "unknown@latest"))
         answer: dict[str, Any] = {"instanceId": instance_id}
@@ -320,7 +314,7 @@ class Simulator:
             return self._fault_response(fault)
         with self.lock:
             inst = self.instances.get(instance_id) if isinstance(instance_id, str) else None
-            doc = _state_v1(inst) if inst and version == "v1" else _state_v2(inst) if inst else None
+            doc = state_v1(inst) if inst and version == "v1" else state_v2(inst) if inst else None
         if doc is None:
             return _error(404, "instance not found")
         return jsonify(doc)
@@ -429,67 +423,3 @@ def _error(status: int, message: str) -> Response:
     response = jsonify({"error": message})
     response.status_code = status
     return response
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _demo_subject() -> dict[str, Any]:
-    # Made-up identity data, recognisable so tests can prove it never reaches logs.
-    return {
-        "identity": {
-            "firstName": "Simona",
-            "lastNames": ["Testperson-7f3a"],
-            "dateOfBirth": "1990-02-03",
-            "currentAddress": {
-                "lines": ["1 Simulated Street"],
-                "locality": "Testville",
-                "postalCode": "TE5 7AA",
-                "country": "GB",
-            },
-        }
-    }
-
-
-def _state_v1(inst: SimInstance) -> dict[str, Any]:
-    return {
-        "metaData": {"createdTime": _iso(inst.created), "completedTime": _iso(inst.completed)},
-        "status": inst.status,
-        "data": {},
-        "instanceId": inst.instance_id,
-    }
-
-
-def _state_v2(inst: SimInstance) -> dict[str, Any]:
-    journey_id, _, version = inst.resource_id.partition("@")
-    ended = inst.completed
-    result_status = {"Completed": "complete", "Failed": "failed"}.get(inst.status, "pending")
-    steps = []
-    if inst.outcome:
-        result = {"status": "complete", "outcome": inst.outcome, "note": inst.note}
-        result["advice"] = {"age_result_capabilities": ["resultcode.confirm.age"]}
-        steps.append({"nodeId": "age-check", "result": result})
-    return {
-        "instanceId": inst.instance_id,
-        "status": inst.status,
-        "context": {
-            "process": {
-                "journey": {
-                    "name": "Simulated journey",
-                    "startedAt": _iso(inst.created),
-                    "endedAt": _iso(ended),
-                    "durationMilliSec": int(((ended or time.time()) - inst.created) * 1000),
-                    "id": journey_id,
-                    "version": version or "latest",
-                    "terminateInteraction": ended is not None,
-                },
-                "instance": {"id": inst.instance_id},
-                "steps": steps,
-            },
-            "subject": inst.subject,
-            "result": {"status": result_status, "advice": {}},
-        },
-    }
