@@ -254,3 +254,34 @@ def test_the_images_health_check_watches_each_role(tmp_path: Path, procs: list[P
     base, _, _ = start_serve(tmp_path, procs)
     assert healthcheck(env | {"RECEIVER_BIND": base.removeprefix("http://")}, "web") == 0
     assert healthcheck(env | {"RECEIVER_BIND": "127.0.0.1:9"}, "web") == 1
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_an_application_starts_a_journey_and_reads_the_decision_with_our_api_alone(
+    tmp_path: Path, procs: list[Proc], version: str
+) -> None:
+    base, sim, _ = start_serve(
+        tmp_path, procs, RECEIVER_GBG_API_VERSION=version, RECEIVER_WEBHOOK_TIMEOUT="1"
+    )
+    body = {"resourceId": "age-check@latest", "reference": "order-1"}
+    status, started = call("POST", f"{base}/api/v1/journeys", body, API)
+    assert status == 201
+    instance_id = started["instanceId"]
+    if version == "v2":  # the hosted journey's URL, for the person
+        assert started["instanceUrl"].endswith(f"/journey/{instance_id}")
+    # The person finishes the journey at GBG (no webhook: polling finds it).
+    call(
+        "POST", f"{sim}/_sim/instances/{instance_id}", {"status": "Completed", "outcome": "Of Age"}
+    )
+    deadline = time.monotonic() + 20
+    while (done := call("GET", f"{base}/api/v1/instances/{instance_id}", headers=API)[1])[
+        "status"
+    ] == "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert (done["status"], done["reference"], done["source"]) == ("completed", "order-1", "poll")
+    assert done["journey"]["endedAt"]  # never "" (v1 says "" while in progress)
+    if version == "v2":
+        [step] = done["steps"]
+        assert step["result"]["outcome"] == "Of Age"
+        assert step["result"]["advice"]["age_result_capabilities"] == ["resultcode.confirm.age"]
