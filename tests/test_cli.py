@@ -26,7 +26,12 @@ def test_operator_commands_register_show_list_and_poll(tmp_path: Path, sim: Simu
     sim.set_status("op-1", "Completed", "Of Age")
     polled = json.loads(cli(env, "poll", "op-1").stdout)
     assert (polled["status"], polled["source"], polled["outcome"]) == ("completed", "api", "Of Age")
-    assert json.loads(cli(env, "show", "op-1").stdout)["status"] == "completed"
+    shown = json.loads(cli(env, "show", "op-1").stdout)
+    assert shown["status"] == "completed"
+    assert [entry["what"] for entry in shown["timeline"]] == ["in_progress -> completed (api)"]
+    started = json.loads(cli(env, "start", "age-check@latest", "--reference", "order-2").stdout)
+    assert (started["reference"], started["status"]) == ("order-2", "in_progress")
+    assert started["instanceUrl"].endswith("/journey/" + started["instanceId"])
     listed = cli(env, "list", "--status", "completed").stdout.splitlines()
     assert [json.loads(line)["instanceId"] for line in listed] == ["op-1"]
     assert cli(env, "list", "--status", "failed").stdout == ""

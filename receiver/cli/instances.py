@@ -11,7 +11,7 @@ from receiver import notify, usecases
 from receiver.cli import common
 from receiver.domain.model import INSTANCE_ID, STATUSES
 from receiver.errors import GbgError, Throttled
-from receiver.shapes import instance_json, outbox_json
+from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
 
 
 @click.command()
@@ -42,12 +42,21 @@ def register(instance_id: str, reference: str | None) -> None:
 @click.command()
 @click.argument("instance_id")
 def show(instance_id: str) -> None:
-    """Show one instance."""
+    """Show one instance, with its timeline: status changes and webhook deliveries."""
     services = common.services()
     instance = services.store.get(instance_id)
     if instance is None:
         raise click.ClickException(f"no such instance: {instance_id}")
-    common.echo_json(instance_json(instance))
+    changes = [
+        {"at": e["at"], "what": f"{e['previousStatus']} -> {e['status']} ({e['source']})"}
+        for e in map(event_json, services.store.events_for(instance_id))
+    ]
+    hooks = [
+        {"at": d["receivedAt"], "what": f"webhook from {d['peer']}, claims {d['claim']}"}
+        for d in map(delivery_json, services.store.deliveries_for(instance_id))
+    ]
+    timeline = sorted(changes + hooks, key=lambda entry: entry["at"] or "")
+    common.echo_json(instance_json(instance) | {"timeline": timeline})
 
 
 @click.command()
