@@ -14,7 +14,8 @@ from bench.harness import PYTHON, environment, process, rss_kib
 from receiver.migrations import upgrade
 from receiver.store.engine import make_engine
 from receiver.store.schema import instances, metadata, rate_limits
-from receiver.testing.simulator import SimInstance, Simulator
+from receiver.testing.answers import SimInstance
+from receiver.testing.simulator import Simulator
 
 INSTANCES = 10_000
 WINDOW = 12.0  # seconds of steady state measured per configuration

@@ -160,7 +160,8 @@ def simulator(
     webhook_api_key_header: str,
 ) -> None:
     """Run the bundled GBG GO simulator (receiver/testing/simulator.py: its control surface)."""
-    from receiver.testing.simulator import Simulator, WebhookModule
+    from receiver.testing.module import WebhookModule
+    from receiver.testing.simulator import Simulator
 
     sim = Simulator(
         client_id=client_id,

@@ -20,13 +20,12 @@ Scenarios are driven through a control surface under ``/_sim`` (JSON):
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -41,40 +40,11 @@ from receiver.testing.answers import (
     state_v1,
     state_v2,
 )
+from receiver.testing.control import add_control
+from receiver.testing.faults import FAULT_KINDS, Fault, fault_response
+from receiver.testing.module import WebhookModule
 
 log = logging.getLogger("receiver.simulator")
-
-FAULT_KINDS = ("500", "502", "503", "429", "timeout", "garbage", "401", "404")
-
-
-@dataclass
-class Fault:
-    kind: str
-    count: int = 1
-    on: str = "fetch"  # fetch | token | start
-    instance_id: str | None = None
-    retry_after: float | str | None = None  # a string is sent as is ("inf", an HTTP date)
-    delay: float = 15.0  # for "timeout": longer than any sane read timeout
-
-
-@dataclass
-class WebhookModule:
-    """Where and how the journey's Webhook module posts."""
-
-    url: str | None = None
-    username: str | None = None
-    password: str | None = None
-    api_key: str | None = None
-    api_key_header: str = "X-API-Key"
-    message: str = "gbg-receiver simulator"
-
-    def headers(self) -> dict[str, str]:
-        if self.username is not None:
-            pair = f"{self.username}:{self.password or ''}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        if self.api_key is not None:
-            return {self.api_key_header: self.api_key}
-        return {}
 
 
 class Simulator:
@@ -164,6 +134,19 @@ class Simulator:
         with self.lock:
             self.faults.append(replace(fault))  # counted down here, never in the caller's copy
 
+    def add_fault_from(self, spec: dict[str, Any]) -> None:
+        """A fault as the control surface describes it (raises ValueError if it is bad)."""
+        self.add_fault(
+            Fault(
+                kind=str(spec.get("kind")),
+                count=int(spec.get("count", 1)),
+                on=spec.get("on", "fetch"),
+                instance_id=spec.get("instanceId"),
+                retry_after=spec.get("retryAfter"),
+                delay=float(spec.get("delay", 15.0)),
+            )
+        )
+
     def expire_tokens(self) -> None:
         with self.lock:
             self.tokens.clear()
@@ -174,21 +157,7 @@ class Simulator:
         with self.lock:
             known = self.instances.get(instance_id)
             subject = known.subject if known else {}
-        # GBG's body is unpublished: this one carries the person too, the worst case.
-        body = {
-            "instanceId": instance_id,
-            "status": status,
-            "message": self.webhook.message,
-            "context": {"subject": subject},
-        }
-        entry: dict[str, Any] = {"instanceId": instance_id, "at": time.time()}
-        try:
-            answer = self.session.post(
-                self.webhook.url, json=body, headers=self.webhook.headers(), timeout=(3, 10)
-            )
-            entry["status"] = answer.status_code
-        except requests.RequestException as exc:
-            entry["status"] = type(exc).__name__
+        entry = self.webhook.post(self.session, instance_id, status, subject)
         with self.lock:
             self.webhooks.append(entry)
 
@@ -212,24 +181,6 @@ class Simulator:
                     return fault
         return None
 
-    def _fault_response(self, fault: Fault) -> Response | None:
-        kind = fault.kind
-        if kind == "timeout":
-            time.sleep(fault.delay)
-            return None
-        if kind == "garbage":
-            return Response(
-                "<html><body>Service temporarily unavailable</body></html>",
-                200,
-                mimetype="text/html",
-            )
-        response = jsonify({"error": f"simulated {kind}"})
-        response.status_code = int(kind)
-        if kind == "429":
-            wait = fault.retry_after or 2
-            response.headers["Retry-After"] = wait if isinstance(wait, str) else str(int(wait))
-        return response
-
     def _authorized(self) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         with self.lock:
@@ -241,7 +192,7 @@ class Simulator:
             self.token_requests += 1
         fault = self._take_fault("token", None)
         if fault is not None:
-            answer = self._fault_response(fault)
+            answer = fault_response(fault)
             if answer is not None:
                 return answer
         form = request.form
@@ -268,7 +219,7 @@ class Simulator:
         if not self._authorized():
             return _error(401, "invalid_token")
         fault = self._take_fault("start", None)
-        if fault is not None and (refusal := self._fault_response(fault)) is not None:
+        if fault is not None and (refusal := fault_response(fault)) is not None:
             return refusal
         body = request.get_json(silent=True) or {}
         context = body.get("context")
@@ -311,7 +262,7 @@ class Simulator:
             return _error(401, "invalid_token")
         fault = self._take_fault("fetch", instance_id)
         if fault is not None:
-            return self._fault_response(fault)
+            return fault_response(fault)
         with self.lock:
             inst = self.instances.get(instance_id) if isinstance(instance_id, str) else None
             doc = state_v1(inst) if inst and version == "v1" else state_v2(inst) if inst else None
@@ -339,69 +290,7 @@ class Simulator:
                 methods=["POST"],
             )
 
-        @app.post("/_sim/journeys")
-        def journey() -> Response:
-            spec = request.get_json(silent=True) or {}
-            instance_id = self.create(spec.get("instanceId"), spec.get("subject"), spec.get("note"))
-            self.finish(
-                instance_id,
-                spec.get("status", "Completed"),
-                spec.get("outcome", "Of Age"),
-                ends_in=float(spec.get("endsIn", 3)),
-                webhook=spec.get("webhook", "send"),
-                webhook_in=float(spec.get("webhookIn", 0)),
-            )
-            return jsonify({"instanceId": instance_id})
-
-        @app.post("/_sim/instances/<instance_id>")
-        def set_instance(instance_id: str) -> Response:
-            spec = request.get_json(silent=True) or {}
-            self.set_status(instance_id, spec.get("status", "InProgress"), spec.get("outcome"))
-            return jsonify({"instanceId": instance_id})
-
-        @app.post("/_sim/faults")
-        def fault() -> Response:
-            spec = request.get_json(silent=True) or {}
-            try:
-                self.add_fault(
-                    Fault(
-                        kind=str(spec.get("kind")),
-                        count=int(spec.get("count", 1)),
-                        on=spec.get("on", "fetch"),
-                        instance_id=spec.get("instanceId"),
-                        retry_after=spec.get("retryAfter"),
-                        delay=float(spec.get("delay", 15.0)),
-                    )
-                )
-            except ValueError as exc:
-                return _error(400, str(exc))
-            return jsonify({"ok": True})
-
-        @app.post("/_sim/latency")
-        def latency() -> Response:
-            self.latency = float((request.get_json(silent=True) or {}).get("seconds", 0))
-            return jsonify({"latency": self.latency})
-
-        @app.post("/_sim/tokens/expire")
-        def expire() -> Response:
-            self.expire_tokens()
-            return jsonify({"ok": True})
-
-        @app.get("/_sim/calls")
-        def calls() -> Response:
-            with self.lock:
-                return jsonify({"calls": list(self.calls), "tokenRequests": self.token_requests})
-
-        @app.get("/_sim/webhooks")
-        def webhooks() -> Response:
-            with self.lock:
-                return jsonify({"webhooks": list(self.webhooks)})
-
-        @app.post("/_sim/reset")
-        def reset() -> Response:
-            self.reset()
-            return jsonify({"ok": True})
-
+        add_control(app, self)
         return app
 
     def server(self, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
