@@ -43,6 +43,8 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
         found = _dict(_dict(step).get("result")).get("outcome")
         if isinstance(found, str) and found:
             outcome = found
+    if outcome is None:  # v1 keeps its results in `data`, in no documented shape: look
+        outcome = _first_outcome(body.get("data"))  # before the person's data is dropped
     result = context.get("result")
     return GbgState(
         status=status,
@@ -53,6 +55,22 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
         completed_at=_timestamp(journey_doc.get("endedAt") or meta.get("completedTime")),
         document=document,
     )
+
+
+def _first_outcome(value: Any, depth: int = 0) -> str | None:
+    """The first string under a key named ``outcome`` in v1's ``data``, at any depth."""
+    if depth > 8:
+        return None
+    if isinstance(value, dict):
+        found = value.get("outcome")
+        if isinstance(found, str) and found:
+            return found
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            if (found := _first_outcome(item, depth + 1)) is not None:
+                return found
+    return None
 
 
 def _dict(value: Any) -> dict[str, Any]:
