@@ -21,6 +21,7 @@ def instance_json(i: Instance) -> dict[str, Any]:
     return {
         "instanceId": i.instance_id,
         "reference": i.reference,
+        "instanceUrl": i.instance_url,
         "status": i.status,
         "gbgStatus": i.gbg_status,
         "outcome": i.outcome,

@@ -78,15 +78,15 @@ def register(services: Services, instance_id: str, reference: str | None) -> Dec
 
 def start_journey(
     services: Services, resource_id: str, context: dict[str, Any], reference: str | None
-) -> tuple[Decision, str | None]:
+) -> Decision:
     """Start a journey at GBG with the server's token and register its instance at once
-    (its webhook timeout runs from now); answer it and the URL the person opens."""
+    (its webhook timeout runs from now), with the URL the person opens (v2)."""
     if services.gbg is None:
         raise GbgError("GBG is not configured")
     instance_id, url = services.gbg.start_journey(resource_id, context)
-    decision = register(services, instance_id, reference)
+    decision = observe(services, Registered(instance_id, reference, url), services.clock())
     log.info("journey.started", extra={"instance_id": instance_id, "resource_id": resource_id})
-    return decision, url
+    return decision
 
 
 def observe(

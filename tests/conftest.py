@@ -39,6 +39,7 @@ INSTANCE_FIELDS = {
     "instanceId",
     "reference",
     "steps",
+    "instanceUrl",
     "status",
     "gbgStatus",
     "outcome",

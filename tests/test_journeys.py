@@ -88,6 +88,7 @@ def test_the_application_starts_a_journey_and_reads_its_decision(
     poll_once(services)
     done = client.get(f"/api/v1/instances/{instance_id}", headers=BEARER).get_json()
     assert (done["status"], done["outcome"]) == ("completed", "Of Age")
+    assert done["instanceUrl"] == journey["instanceUrl"]  # kept with the instance
     assert done["steps"][0]["result"]["advice"]["age_result_capabilities"] == [
         "resultcode.confirm.age"
     ]

@@ -143,6 +143,18 @@ def test_duplicate_registration_changes_nothing() -> None:
     assert not again.created
 
 
+def test_a_later_registration_fills_what_is_missing_and_overwrites_nothing() -> None:
+    first = decide(None, Registered(ID, "order-7"), NOW, POLICY).instance
+    filled = decide(first, Registered(ID, "other", "https://gbg/j/1"), NOW + 5, POLICY).instance
+    assert (filled.reference, filled.instance_url, filled.updated_at) == (
+        "order-7",
+        "https://gbg/j/1",
+        NOW + 5,
+    )
+    again = decide(filled, Registered(ID, "x", "https://elsewhere"), NOW + 9, POLICY).instance
+    assert again == filled
+
+
 def test_webhook_never_delays_a_fetch_already_due_sooner() -> None:
     due_soon = instance(next_poll_at=NOW + 0.2)
     assert decide(due_soon, WebhookReceived(ID), NOW, POLICY).instance.next_poll_at == NOW + 0.2

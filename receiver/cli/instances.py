@@ -144,10 +144,10 @@ def start(resource_id: str, reference: str | None) -> None:
     if services.gbg is None:
         raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
     try:
-        decision, url = usecases.start_journey(services, resource_id, {}, reference)
+        decision = usecases.start_journey(services, resource_id, {}, reference)
     except GbgError as exc:
         raise click.ClickException(f"GBG did not start the journey: {exc}") from None
-    common.echo_json(instance_json(decision.instance) | {"instanceUrl": url})
+    common.echo_json(instance_json(decision.instance))
 
 
 COMMANDS = (start, purge, register, show, poll, list_, resume, erase, outbox, replay)

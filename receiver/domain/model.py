@@ -39,6 +39,7 @@ class Instance:
     status: str = IN_PROGRESS
     source: str = "api"
     reference: str | None = None
+    instance_url: str | None = None  # where the person takes the journey (GBG v2 start)
     gbg_status: str | None = None
     outcome: str | None = None
     result: dict[str, Any] | None = None
@@ -70,6 +71,7 @@ class GbgState:
 class Registered:
     instance_id: str
     reference: str | None = None
+    instance_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,15 @@ def decide(
             next_poll_at=now + policy.webhook_timeout,
         )
     match observation:
-        case Registered(reference=reference):
-            after = (
-                current
-                if current.reference or not reference
-                else replace(current, reference=reference, updated_at=now)
+        case Registered(reference=reference, instance_url=url):
+            # What registration brings is kept once: a later one never overwrites it.
+            after = replace(
+                current,
+                reference=current.reference or reference,
+                instance_url=current.instance_url or url,
             )
+            if after != current:
+                after = replace(after, updated_at=now)
         case WebhookReceived():
             after = _webhook(current, observation, now, policy)
         case Fetched():

@@ -27,6 +27,7 @@ instances = sa.Table(
     metadata,
     sa.Column("instance_id", sa.String(128), primary_key=True),
     sa.Column("reference", sa.String(256)),
+    sa.Column("instance_url", sa.String(2048)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("gbg_status", sa.String(64)),

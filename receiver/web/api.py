@@ -69,7 +69,7 @@ def start_journey() -> tuple[dict[str, Any], int]:
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
     try:
-        decision, url = usecases.start_journey(
+        decision = usecases.start_journey(
             services, resource_id, journey_context, _reference(payload)
         )
     except GbgRejected as exc:
@@ -79,7 +79,7 @@ def start_journey() -> tuple[dict[str, Any], int]:
     except GbgUnavailable as exc:
         wait = {"Retry-After": str(math.ceil(exc.retry_after or 5))}
         raise Problem(503, "GBG unavailable", "no journey was started", wait) from None
-    return instance_json(decision.instance) | {"instanceUrl": url}, 201
+    return instance_json(decision.instance), 201
 
 
 @bp.get("/instances/<instance_id>")
