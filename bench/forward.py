@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PYTHON, call, environment, free_port, percentile, process, wait_http
+from bench.harness import PYTHON, call, environment, free_port, process, summary, wait_http
 from receiver import usecases
 from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
 from receiver.domain.schedule import Policy
@@ -59,14 +59,7 @@ def latency(out: Path) -> dict[str, Any]:
             answered.setdefault(c["instanceId"], c["end"])
     arrived = {r.body["data"]["instance"]["instanceId"]: r.at for r in app.delivered()}
     waits = [arrived[i] - answered[i] for i in ids if i in arrived and i in answered]
-    return {
-        "n": len(waits),
-        "expected": JOURNEYS,
-        "p50": percentile(waits, 50),
-        "p99": percentile(waits, 99),
-        "max": max(waits) if waits else float("nan"),
-        "unverified": app.unverified,
-    }
+    return summary(waits, JOURNEYS) | {"unverified": app.unverified}
 
 
 def throughput(pg_url: str, out: Path, workers: int) -> dict[str, Any]:

@@ -144,3 +144,14 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def summary(values: list[float], expected: int) -> dict[str, float]:
+    """Percentiles of ``values``, and how many of ``expected`` were measured."""
+    return {
+        "n": len(values),
+        "expected": expected,
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else float("nan"),
+    }

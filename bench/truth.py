@@ -20,8 +20,8 @@ from bench.harness import (
     call,
     environment,
     free_port,
-    percentile,
     process,
+    summary,
     wait_http,
 )
 
@@ -102,23 +102,13 @@ def measure(out: Path) -> dict[str, Any]:
 
     return {
         "rtt_s": rtt,
-        "webhook": _summary(delays(hooked), len(hooked)),
-        "timeout": _summary(delays(silent), len(silent)),
+        "webhook": summary(delays(hooked), len(hooked)),
+        "timeout": summary(delays(silent), len(silent)),
         "fetches_webhook": [per_instance[i] for i in hooked],
         "fetches_timeout": [per_instance[i] for i in silent],
         "token_requests": calls["tokenRequests"],
         "target_webhook_s": CONFIRM_DELAY + rtt + 0.2,
         "target_timeout_s": WEBHOOK_TIMEOUT + POLL_INTERVAL + rtt,
-    }
-
-
-def _summary(values: list[float], expected: int) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "expected": expected,
-        "p50": percentile(values, 50),
-        "p99": percentile(values, 99),
-        "max": max(values) if values else float("nan"),
     }
 
 
