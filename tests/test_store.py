@@ -24,7 +24,7 @@ from receiver.store.copy import copy_from
 from receiver.store.engine import Database
 from receiver.store.rate import HEADROOM, STALE, FetchSlots
 from receiver.web.api import decode_cursor
-from tests.conftest import apply
+from tests.conftest import PG_URL, apply
 
 NOW = 1_800_000_000.0
 POLICY = Policy()
@@ -273,10 +273,22 @@ def test_a_writer_that_cannot_get_its_turn_gets_a_503_not_a_hang(
 
 
 @pytest.mark.postgres
-def test_postgres_connections_are_checked_and_bounded(pg_engine) -> None:  # type: ignore[no-untyped-def]
-    assert pg_engine.pool._pre_ping  # a connection the server dropped is replaced
-    with pg_engine.connect() as conn:
-        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
+def test_a_pooled_connection_the_server_dropped_is_replaced_not_used(
+    pg_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(engine, "IDLE_PING", 0.1)
+    db = Database.from_url(PG_URL)
+    try:
+        with db.read() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
+        with pg_engine.connect() as admin:  # as a server restart would
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        time.sleep(0.2)  # the pooled connection has been idle: it is checked first
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        db.engine.dispose()
 
 
 def test_purge_keeps_instances_events_and_the_unfolded_but_not_old_raw_data(

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from receiver.errors import ConfigError, StoreUnavailable
 
 _T = TypeVar("_T")
 _RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
+IDLE_PING = 1.0  # seconds a pooled PostgreSQL connection may idle before it is checked
 WRITE_WAIT = 30.0  # seconds a writer waits for its turn, like SQLite's busy_timeout
 _DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -155,6 +157,31 @@ class WriterQueue:
         self._lock.release()
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """Before a pooled connection that sat idle is used, check that the server still has
+    it (a restart or a dropped socket), and replace it if not.
+
+    SQLAlchemy's pool_pre_ping does this on every checkout: a round trip on the webhook's
+    hot path. A connection handed back moments ago is fresh; one idle for IDLE_PING
+    seconds is where a dead one hides.
+    """
+
+    @sa_event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING:
+            return
+        try:
+            dbapi_conn.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:  # the pool drops it and opens a new one
+            raise sa.exc.DisconnectionError(type(exc).__name__) from exc
+
+
 def make_engine(url: str, *, connections: int = 5) -> Engine:
     """An engine with the settings each dialect needs for this workload.
 
@@ -166,12 +193,11 @@ def make_engine(url: str, *, connections: int = 5) -> Engine:
     if not url.startswith("sqlite"):
         try:
             # A short connect timeout turns a dead database into a prompt 503, not a hang.
-            return sa.create_engine(
+            engine = sa.create_engine(
                 url,
                 hide_parameters=True,  # parameters (state documents) never reach a log
                 pool_size=connections,
                 max_overflow=connections,
-                pool_pre_ping=True,  # a connection the server dropped is replaced, not used
                 connect_args={
                     "connect_timeout": 5,
                     # A half-open connection is noticed in about a minute, not two hours,
@@ -190,6 +216,8 @@ def make_engine(url: str, *, connections: int = 5) -> Engine:
                     "pip install 'gbg-receiver[postgres]'"
                 ]
             ) from None
+        _ping_when_idle(engine)
+        return engine
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
