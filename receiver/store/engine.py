@@ -27,7 +27,13 @@ _T = TypeVar("_T")
 _RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
 IDLE_PING = 1.0  # seconds a pooled PostgreSQL connection may idle before it is checked
 WRITE_WAIT = 30.0  # seconds a writer waits for its turn, like SQLite's busy_timeout
+_RETRYABLE = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 _DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+def _pgcode(exc: BaseException | None) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error wrapped by SQLAlchemy, if any."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
 class Raced(Exception):
@@ -96,13 +102,17 @@ class Database:
             raise StoreUnavailable(type(exc).__name__) from exc
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work(conn)`` in a write transaction; again if a concurrent insert won."""
+        """Run ``work(conn)`` in a write transaction; again if a concurrent insert won, or
+        if PostgreSQL chose it as a deadlock's victim (nothing of it was committed)."""
         for _ in range(_RACE_RETRIES):
             try:
                 with self.write() as conn:
                     return work(conn)
             except Raced:
                 continue
+            except StoreUnavailable as exc:
+                if _pgcode(exc.__cause__) not in _RETRYABLE:
+                    raise
         raise StoreUnavailable("lost the race to create a row too often")
 
     def compact(self) -> None:

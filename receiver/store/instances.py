@@ -171,7 +171,7 @@ def release(conn: Connection, owner: str, instance_id: str | None = None) -> int
     if instance_id is not None:
         where = sa.and_(where, instances.c.instance_id == instance_id)
     result = conn.execute(
-        instances.update().where(where).values(lease_owner=None, lease_expires_at=None)
+        instances.update().where(in_id_order(where)).values(lease_owner=None, lease_expires_at=None)
     )
     return result.rowcount
 
@@ -215,32 +215,46 @@ def forget(conn: Connection, before: float) -> int:
     """Retention: null the personal fields of instances finished before ``before``, and
     the state documents of unfinished ones last changed before then."""
     old = instances.c.updated_at < before
+    kept = sa.or_(*(instances.c[c].is_not(None) for c in PERSONAL))
     finished = conn.execute(
         instances.update()
-        .where(old, instances.c.status != IN_PROGRESS)
-        .where(sa.or_(*(instances.c[c].is_not(None) for c in PERSONAL)))
+        .where(in_id_order(sa.and_(old, instances.c.status != IN_PROGRESS, kept)))
         .values(dict.fromkeys(PERSONAL))
     ).rowcount
+    stale = sa.and_(old, instances.c.status == IN_PROGRESS, instances.c.state.is_not(None))
     unfinished = conn.execute(
-        instances.update()
-        .where(old, instances.c.status == IN_PROGRESS, instances.c.state.is_not(None))
-        .values(state=None)
+        instances.update().where(in_id_order(stale)).values(state=None)
     ).rowcount
     return int(finished + unfinished)
+
+
+def in_id_order(where: Any) -> sa.ColumnElement[bool]:
+    """Rows matching ``where``, locked in id order first: every transaction that locks
+    several instances takes them in that order, so no two can deadlock."""
+    ordered = (
+        sa.select(instances.c.instance_id)
+        .where(where)
+        .order_by(instances.c.instance_id)
+        .with_for_update()
+    )
+    return instances.c.instance_id.in_(ordered.scalar_subquery())
 
 
 def renew(conn: Connection, owner: str, until: float) -> int:
     """Extend every lease ``owner`` holds to ``until`` (work on them is still running)."""
     return conn.execute(
-        instances.update().where(instances.c.lease_owner == owner).values(lease_expires_at=until)
+        instances.update()
+        .where(in_id_order(instances.c.lease_owner == owner))
+        .values(lease_expires_at=until)
     ).rowcount
 
 
 def resume_given_up(conn: Connection, now: float) -> int:
     """Poll every unfinished instance that gave up again, from now, with a fresh budget."""
+    given_up = sa.and_(instances.c.polling_gave_up.is_(True), instances.c.status == IN_PROGRESS)
     return conn.execute(
         instances.update()
-        .where(instances.c.polling_gave_up.is_(True), instances.c.status == IN_PROGRESS)
+        .where(in_id_order(given_up))
         .values(polling_gave_up=False, poll_errors=0, next_poll_at=now, updated_at=now)
     ).rowcount
 
