@@ -117,12 +117,6 @@ def record(
     return bool(done.rowcount)
 
 
-def renew(conn: Connection, owner: str, until: float) -> int:
-    return conn.execute(
-        outbox.update().where(outbox.c.lease_owner == owner).values(lease_expires_at=until)
-    ).rowcount
-
-
 def release(conn: Connection, owner: str) -> int:
     return conn.execute(
         outbox.update()
