@@ -217,10 +217,11 @@ def erase(services: Services, instance_id: str) -> Instance | None:
     return erased
 
 
-def resume_given_up(services: Services) -> int:
-    """Poll again, from now, every unfinished instance that gave up."""
-    resumed = services.store.resume_given_up(services.clock())
-    log.info("poll.resumed", extra={"resumed": resumed})
+def resume_given_up(services: Services, instance_id: str | None = None) -> int:
+    """Poll again, from now, every unfinished instance that gave up (or only
+    ``instance_id``, if it did); answer how many."""
+    resumed = services.store.resume_given_up(services.clock(), instance_id)
+    log.info("poll.resumed", extra={"resumed": resumed, "instance_id": instance_id})
     return resumed
 
 

@@ -23,7 +23,7 @@ from receiver.store import PURGE_BATCH, Delivery, Store, engine, schema
 from receiver.store.copy import copy_from
 from receiver.store.engine import Database
 from receiver.store.rate import HEADROOM, STALE, FetchSlots
-from receiver.web.api import decode_cursor
+from receiver.web.reads import decode_cursor
 from tests.conftest import PG_URL, apply
 
 NOW = 1_800_000_000.0

@@ -84,6 +84,10 @@ class Store:
         with self.db.read() as conn:
             return stats.snapshot(conn, now)
 
+    def endings_by_hour(self, since: float) -> list[tuple[int, str, int]]:
+        with self.db.read() as conn:
+            return events.endings_by_hour(conn, since)
+
     def past_ttl(self, before: float, limit: int) -> list[str]:
         with self.db.read() as conn:
             return instances.past_ttl(conn, before, limit)
@@ -110,9 +114,9 @@ class Store:
         with self.db.write() as conn:
             return instances.renew(conn, owner, until)
 
-    def resume_given_up(self, now: float) -> int:
+    def resume_given_up(self, now: float, instance_id: str | None = None) -> int:
         with self.db.write() as conn:
-            return instances.resume_given_up(conn, now)
+            return instances.resume_given_up(conn, now, instance_id)
 
     def gbg_failed(self, now: float, pause_for: Callable[[int], float | None]) -> tuple[int, bool]:
         with self.db.write() as conn:
@@ -152,9 +156,13 @@ class Store:
         with self.db.write() as conn:
             return outbox.replay(conn, seq, now)
 
-    def messages(self, *, status: str | None, limit: int, after: int = 0) -> list[Message]:
+    def messages(
+        self, *, status: str | None, limit: int, after: int = 0, instance_id: str | None = None
+    ) -> list[Message]:
         with self.db.read() as conn:
-            return outbox.page(conn, status=status, limit=limit, after=after)
+            return outbox.page(
+                conn, status=status, limit=limit, after=after, instance_id=instance_id
+            )
 
     # -- retention and erasure -------------------------------------------------------------
 

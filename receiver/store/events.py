@@ -51,6 +51,20 @@ def for_instance(conn: Connection, instance_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+def endings_by_hour(conn: Connection, since: float) -> list[tuple[int, str, int]]:
+    """Journeys that ended (completed or failed) since ``since``, as (hour, source, count),
+    the hour counted in whole hours since the epoch."""
+    hours = events.c.at / 3600
+    # Both truncate towards zero, which is the floor for any time after 1970.
+    hour = sa.func.floor(hours) if conn.dialect.name == "postgresql" else sa.cast(hours, sa.Integer)
+    rows = conn.execute(
+        sa.select(hour.label("hour"), events.c.source, sa.func.count())
+        .where(events.c.at >= since, events.c.status.in_(("completed", "failed")))
+        .group_by(hour, events.c.source)
+    )
+    return [(int(h), source, int(n)) for h, source, n in rows]
+
+
 def endings_by_source(conn: Connection) -> dict[str, int]:
     """How many journeys ended (completed or failed) as found by each source."""
     return dict(

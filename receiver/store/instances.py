@@ -249,9 +249,12 @@ def renew(conn: Connection, owner: str, until: float) -> int:
     ).rowcount
 
 
-def resume_given_up(conn: Connection, now: float) -> int:
-    """Poll every unfinished instance that gave up again, from now, with a fresh budget."""
+def resume_given_up(conn: Connection, now: float, instance_id: str | None = None) -> int:
+    """Poll every unfinished instance that gave up (or only ``instance_id``, if it did)
+    again, from now, with a fresh budget."""
     given_up = sa.and_(instances.c.polling_gave_up.is_(True), instances.c.status == IN_PROGRESS)
+    if instance_id is not None:
+        given_up = sa.and_(given_up, instances.c.instance_id == instance_id)
     return conn.execute(
         instances.update()
         .where(in_id_order(given_up))

@@ -140,11 +140,16 @@ def get(conn: Connection, seq: int) -> Message | None:
     return Message(*row) if row else None
 
 
-def page(conn: Connection, *, status: str | None, limit: int, after: int) -> list[Message]:
-    """Messages after ``after`` (a seq), oldest first, of one status or all."""
+def page(
+    conn: Connection, *, status: str | None, limit: int, after: int, instance_id: str | None
+) -> list[Message]:
+    """Messages after ``after`` (a seq), oldest first, of one status or all, of one
+    instance or all."""
     query = sa.select(*_FIELDS).where(outbox.c.seq > after).order_by(outbox.c.seq).limit(limit)
     if status is not None:
         query = query.where(outbox.c.status == status)
+    if instance_id is not None:
+        query = query.where(outbox.c.instance_id == instance_id)
     return [Message(*r) for r in conn.execute(query)]
 
 

@@ -82,6 +82,7 @@ events = sa.Table(
     sa.Column("previous_status", sa.String(16)),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_events_at", "at"),  # the dashboard's endings of the last day
     sqlite_autoincrement=True,
 )
 
@@ -104,6 +105,7 @@ outbox = sa.Table(
     partial_index("ix_outbox_due", "next_attempt_at", "status = 'pending'"),
     partial_index("ix_outbox_pending_instance", "instance_id", "status = 'pending'"),
     sa.Index("ix_outbox_status_seq", "status", "seq"),
+    sa.Index("ix_outbox_instance", "instance_id", "seq"),
 )
 
 rate_limits = sa.Table(

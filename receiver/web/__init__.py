@@ -1,4 +1,5 @@
-"""The web layer, the only one with Flask: the webhook, the API and the health checks."""
+"""The web layer, the only one with Flask: the webhook, the API, the dashboard and the
+health checks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from receiver.config import Settings
 from receiver.log import request_id
 from receiver.services import Services, build_services
 from receiver.web import api, health, problems, webhook
+from receiver.web.dashboard import bp as dashboard_bp
+from receiver.web.dashboard import signin
 
 log = logging.getLogger("receiver.web")
 
@@ -28,7 +31,7 @@ WEBHOOK_OUTCOMES = {
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
-    """The WSGI app: the webhook endpoint, the instance API and health checks."""
+    """The WSGI app: the webhook endpoint, the instance API, the dashboard and health checks."""
     if services is None:
         services = build_services(settings or Settings.from_env())
     settings = services.settings
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.health)
+    signin.configure(app, settings.api_tokens)
+    app.register_blueprint(dashboard_bp)
 
     @app.before_request
     def _start() -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import json
 import logging
 import math
 from typing import Any
@@ -13,18 +10,15 @@ from typing import Any
 from flask import Blueprint, request
 
 from receiver import notify, usecases
-from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
+from receiver.domain.model import INSTANCE_ID
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable, Problem, Throttled
 from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
 from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
-from receiver.web import context
+from receiver.web import context, reads
 from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-MAX_PAGE = 1000
-MAX_SEQ = 2**63 - 1
 
 
 @bp.before_request
@@ -84,13 +78,13 @@ def start_journey() -> tuple[dict[str, Any], int]:
 
 @bp.get("/instances/<instance_id>")
 def show(instance_id: str) -> dict[str, Any]:
-    return instance_json(_known(instance_id))
+    return instance_json(reads.known(instance_id))
 
 
 @bp.get("/instances/<instance_id>/events")
 def instance_events(instance_id: str) -> dict[str, Any]:
     """One instance's status changes, oldest first."""
-    _known(instance_id)
+    reads.known(instance_id)
     rows = context.services().store.events_for(instance_id)
     return {"events": [event_json(r) for r in rows]}
 
@@ -98,7 +92,7 @@ def instance_events(instance_id: str) -> dict[str, Any]:
 @bp.get("/instances/<instance_id>/deliveries")
 def instance_deliveries(instance_id: str) -> dict[str, Any]:
     """The webhook deliveries stored for one instance, oldest first."""
-    _known(instance_id)
+    reads.known(instance_id)
     rows = context.services().store.deliveries_for(instance_id)
     return {"deliveries": [delivery_json(r) for r in rows]}
 
@@ -107,44 +101,19 @@ def instance_deliveries(instance_id: str) -> dict[str, Any]:
 def instance_state(instance_id: str) -> dict[str, Any]:
     """The latest state document as stored (minimised unless RECEIVER_STORE_PII); null
     before the first fetch and after retention or erasure."""
-    return {"state": _known(instance_id).state}
+    return {"state": reads.known(instance_id).state}
 
 
 @bp.get("/instances")
 def list_instances() -> dict[str, Any]:
-    status = request.args.get("status")
-    if status is not None and status not in STATUSES:
-        raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
-    reference = request.args.get("reference")
-    if reference is not None and len(reference) > 256:
-        raise Problem(400, "Invalid reference", "reference: at most 256 characters")
-    given_up = request.args.get("givenUp")
-    if given_up not in (None, "true", "false"):
-        raise Problem(400, "Invalid givenUp", "givenUp: true or false")
-    cursor = request.args.get("cursor") or None
-    after = None
-    if cursor is not None:
-        try:
-            after = decode_cursor(cursor)
-        except ValueError:
-            raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
-    limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    rows = context.services().store.page(
-        status=status,
-        reference=reference,
-        given_up=None if given_up is None else given_up == "true",
-        limit=limit + 1,
-        after=after,
-    )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    page, next_cursor = reads.instance_page(request.args, 100)
     return {"instances": [instance_json(i) for i in page], "nextCursor": next_cursor}
 
 
 @bp.post("/instances/<instance_id>/poll")
 def poll(instance_id: str) -> dict[str, Any]:
     services = context.services()
-    _known(instance_id)
+    reads.known(instance_id)
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
     try:
@@ -164,7 +133,7 @@ def poll(instance_id: str) -> dict[str, Any]:
 @bp.delete("/instances/<instance_id>")
 def erase(instance_id: str) -> dict[str, Any]:
     """Erase the instance's personal data and deliveries; its status and events stay."""
-    erased = usecases.erase(context.services(), _known(instance_id).instance_id)
+    erased = usecases.erase(context.services(), reads.known(instance_id).instance_id)
     if erased is None:
         raise Problem(404, "Not found", "no such instance")
     return instance_json(erased)
@@ -172,13 +141,19 @@ def erase(instance_id: str) -> dict[str, Any]:
 
 @bp.get("/outbox")
 def outbox() -> dict[str, Any]:
-    """Messages to the application, oldest first: ?status=pending|delivered|failed."""
+    """Messages to the application, oldest first: ?status=pending|delivered|failed,
+    ?instanceId= for one instance's."""
     status = request.args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(MESSAGE_STATUSES)}")
-    after = _int_arg("after", 0, 0, MAX_SEQ)
-    limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    rows = context.services().store.messages(status=status, limit=limit, after=after)
+    instance_id = request.args.get("instanceId")
+    if instance_id is not None and not INSTANCE_ID.fullmatch(instance_id):
+        raise Problem(400, "Invalid instanceId", "instanceId: an instance id")
+    after = reads.int_arg(request.args, "after", 0, 0, reads.MAX_SEQ)
+    limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
+    rows = context.services().store.messages(
+        status=status, limit=limit, after=after, instance_id=instance_id
+    )
     return {
         "messages": [outbox_json(m) for m in rows],
         "nextAfter": rows[-1].seq if rows else after,
@@ -189,7 +164,7 @@ def outbox() -> dict[str, Any]:
 def replay(message_id: int) -> dict[str, Any]:
     """Send a message again from now (a failed one, typically), with a fresh schedule."""
     message = None
-    if message_id <= MAX_SEQ:  # larger ids fit no store column: certainly no message
+    if message_id <= reads.MAX_SEQ:  # larger ids fit no store column: certainly no message
         message = notify.replay(context.services(), message_id)
     if message is None:
         raise Problem(404, "Not found", "no such message")
@@ -198,8 +173,9 @@ def replay(message_id: int) -> dict[str, Any]:
 
 @bp.get("/events")
 def events() -> dict[str, Any]:
-    after = _int_arg("after", 0, 0, MAX_SEQ)
-    rows = context.services().store.events_after(after, _int_arg("limit", 100, 1, MAX_PAGE))
+    after = reads.int_arg(request.args, "after", 0, 0, reads.MAX_SEQ)
+    limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
+    rows = context.services().store.events_after(after, limit)
     return {
         "events": [event_json(r) for r in rows],
         "nextAfter": rows[-1]["seq"] if rows else after,
@@ -211,42 +187,3 @@ def _reference(payload: dict[str, Any]) -> str | None:
     if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
         raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
     return reference
-
-
-def _known(instance_id: str) -> Instance:
-    found = None
-    if INSTANCE_ID.fullmatch(instance_id):
-        found = context.services().store.get(instance_id)
-    if found is None:
-        raise Problem(404, "Not found", "no such instance")
-    return found
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise Problem(400, f"Invalid {name}", f"{name}: a whole number from {low} to {high}")
-    return value
-
-
-def encode_cursor(last: Instance) -> str:
-    raw = json.dumps([last.registered_at, last.instance_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Raise ValueError for anything that is not a cursor this server made."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise ValueError("malformed cursor") from exc
-    if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
-        raise ValueError("malformed cursor")
-    return float(at), last_id

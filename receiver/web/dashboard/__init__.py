@@ -1,0 +1,236 @@
+"""The operator's dashboard: server-rendered pages over the API's own store reads, read
+only except for a few explicit actions (poll now, resume, replay, erase).
+
+For internal networks: nginx's site restricts /dashboard like /metrics (see deploy/).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as Redirect
+
+from receiver import notify, usecases
+from receiver.errors import GbgError, Problem, Throttled
+from receiver.shapes import delivery_json, event_json, outbox_json, rfc3339, steps
+from receiver.web import context, reads
+from receiver.web.dashboard import overview, signin
+
+log = logging.getLogger("receiver.dashboard")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix=signin.PATH,
+    template_folder="templates",
+    static_folder="static",
+)
+
+PAGE = 50
+REFRESH = 10  # seconds between in-place refreshes of a page's live part
+OPEN = frozenset({"dashboard.sign_in", "dashboard.static"})
+
+
+def _tokens() -> tuple[str, ...]:
+    return context.services().settings.api_tokens
+
+
+@bp.before_request
+def _require_session() -> Redirect | None:
+    if request.endpoint in OPEN:
+        return None
+    key, now = current_app.secret_key, context.services().clock()
+    if not signin.signed_in(_tokens(), key, now):  # type: ignore[arg-type]
+        return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
+    if request.method == "POST":
+        signin.check_csrf()
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers.update(signin.headers())
+    return response
+
+
+@bp.errorhandler(Problem)
+def _problem(exc: Problem) -> tuple[str, int]:
+    return render_template("dashboard/error.html", title=exc.title, detail=exc.detail), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[str, int]:
+    return render_template(
+        "dashboard/error.html", title=exc.name, detail=exc.description
+    ), exc.code or 500
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    return signin.csrf_token()
+
+
+@bp.app_template_filter("at")
+def _at(ts: float | None) -> str:
+    shown = rfc3339(ts)
+    return shown.replace("T", " ").replace("Z", " UTC") if shown else "—"
+
+
+@bp.app_template_filter("age")
+def _age(seconds: float | None) -> str:
+    if not seconds:
+        return "—"
+    whole = math.floor(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 7200:
+        return f"{whole // 60} min"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def sign_in() -> Any:
+    target = _safe_next(request.values.get("next"))
+    if request.method == "POST":
+        signin.check_csrf()
+        key, now = current_app.secret_key, context.services().clock()
+        if signin.sign_in(request.form.get("token", ""), _tokens(), key, now):  # type: ignore[arg-type]
+            return redirect(target, 303)
+        page = render_template("dashboard/signin.html", next=target, refused=True)
+        return page, 401
+    return render_template("dashboard/signin.html", next=target, refused=False)
+
+
+@bp.post("/signout")
+def sign_out() -> Redirect:
+    signin.sign_out()
+    return redirect(url_for("dashboard.sign_in"), 303)
+
+
+@bp.get("/")
+def home() -> str:
+    services = context.services()
+    now = services.clock()
+    endings = overview.endings(services.store, now)
+    return render_template(
+        "dashboard/overview.html",
+        snap=services.store.snapshot(now),
+        endings=endings,
+        chart=endings.chart(),
+        refresh=REFRESH,
+    )
+
+
+@bp.get("/instances")
+def instances() -> str:
+    filters = {k: v for k, v in request.args.items() if k in ("status", "reference", "givenUp")}
+    filters = {k: v for k, v in filters.items() if v}
+    page, next_cursor = reads.instance_page(filters | _cursor(), PAGE)
+    return render_template(
+        "dashboard/instances.html",
+        instances=page,
+        filters=filters,
+        next_cursor=next_cursor,
+        refresh=REFRESH,
+    )
+
+
+@bp.get("/instances/<instance_id>")
+def instance(instance_id: str) -> str:
+    services = context.services()
+    found = reads.known(instance_id)
+    messages = services.store.messages(status=None, limit=reads.MAX_PAGE, instance_id=instance_id)
+    return render_template(
+        "dashboard/instance.html",
+        i=found,
+        steps=steps(found.state),
+        events=[event_json(e) for e in services.store.events_for(instance_id)],
+        deliveries=[delivery_json(d) for d in services.store.deliveries_for(instance_id)],
+        messages=[outbox_json(m) for m in messages],
+        forwarding=services.forwarding,
+        pii=services.settings.store_pii,
+        refresh=REFRESH,
+    )
+
+
+@bp.post("/instances/<instance_id>/poll")
+def poll(instance_id: str) -> Redirect:
+    services = context.services()
+    reads.known(instance_id)
+    try:
+        polled = usecases.poll_now(services, instance_id)
+    except Throttled as exc:
+        why = "polling is paused while GBG fails" if exc.gbg_down else "GBG's rate is used up"
+        flash(f"Not polled: {why}; try again in {math.ceil(exc.retry_after)} s.", "error")
+    except GbgError as exc:
+        flash(f"Not polled: {exc}.", "error")
+    else:
+        if polled is None:
+            flash("A poller is fetching it right now; look again in a moment.", "error")
+        else:
+            flash(f"Polled: GBG says {polled.gbg_status or 'nothing yet'}.", "ok")
+    return _back_to(instance_id)
+
+
+@bp.post("/instances/<instance_id>/resume")
+def resume(instance_id: str) -> Redirect:
+    reads.known(instance_id)
+    if usecases.resume_given_up(context.services(), instance_id):
+        flash("Polling resumed from now, with a fresh error budget.", "ok")
+    else:
+        flash("Nothing to resume: polling had not given up on it.", "error")
+    return _back_to(instance_id)
+
+
+@bp.route("/instances/<instance_id>/erase", methods=["GET", "POST"])
+def erase(instance_id: str) -> Any:
+    found = reads.known(instance_id)
+    if request.method == "GET":
+        return render_template("dashboard/erase.html", i=found)
+    usecases.erase(context.services(), instance_id)
+    flash("Personal data erased: deliveries, sent messages and the stored result.", "ok")
+    return _back_to(instance_id)
+
+
+@bp.post("/outbox/<int:message_id>/replay")
+def replay(message_id: int) -> Redirect:
+    message = None
+    if message_id <= reads.MAX_SEQ:  # larger ids fit no store column: certainly no message
+        message = notify.replay(context.services(), message_id)
+    if message is None:
+        raise Problem(404, "Not found", "no such message")
+    flash(f"Message {message.seq} will be sent again now.", "ok")
+    return _back_to(message.instance_id)
+
+
+def _cursor() -> dict[str, str]:
+    cursor = request.args.get("cursor")
+    return {"cursor": cursor} if cursor else {}
+
+
+def _back_to(instance_id: str) -> Redirect:
+    return redirect(url_for("dashboard.instance", instance_id=instance_id), 303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this dashboard: never another site (an open redirect)."""
+    home = url_for("dashboard.home")
+    if not target:
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(signin.PATH):
+        return home
+    return target

@@ -1,0 +1,86 @@
+"""What the API and the dashboard read alike: query arguments, the instance page with
+its cursor, and one known instance. Bad input raises Problem (400/404)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+
+from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
+from receiver.errors import Problem
+from receiver.web import context
+
+MAX_PAGE = 1000
+MAX_SEQ = 2**63 - 1  # the largest id a store column holds
+
+
+def known(instance_id: str) -> Instance:
+    found = None
+    if INSTANCE_ID.fullmatch(instance_id):
+        found = context.services().store.get(instance_id)
+    if found is None:
+        raise Problem(404, "Not found", "no such instance")
+    return found
+
+
+def instance_page(args: Mapping[str, str], default_limit: int) -> tuple[list[Instance], str | None]:
+    """A page of instances by ?status=, ?reference=, ?givenUp=, ?cursor= and ?limit=,
+    newest first, and the cursor of the next page (None on the last)."""
+    status = args.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
+    reference = args.get("reference")
+    if reference is not None and len(reference) > 256:
+        raise Problem(400, "Invalid reference", "reference: at most 256 characters")
+    given_up = args.get("givenUp")
+    if given_up not in (None, "true", "false"):
+        raise Problem(400, "Invalid givenUp", "givenUp: true or false")
+    cursor = args.get("cursor") or None
+    after = None
+    if cursor is not None:
+        try:
+            after = decode_cursor(cursor)
+        except ValueError:
+            raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
+    limit = int_arg(args, "limit", default_limit, 1, MAX_PAGE)
+    rows = context.services().store.page(
+        status=status,
+        reference=reference,
+        given_up=None if given_up is None else given_up == "true",
+        limit=limit + 1,
+        after=after,
+    )
+    page = rows[:limit]
+    return page, encode_cursor(page[-1]) if len(rows) > limit else None
+
+
+def int_arg(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Problem(400, f"Invalid {name}", f"{name}: a whole number from {low} to {high}")
+    return value
+
+
+def encode_cursor(last: Instance) -> str:
+    raw = json.dumps([last.registered_at, last.instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raise ValueError for anything that is not a cursor this server made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, last_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
+        raise ValueError("malformed cursor")
+    return float(at), last_id
