@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +149,20 @@ def post_webhook(base: str, instance_id: str) -> tuple[int, str | None]:
         return 0, None  # e.g. the worker was killed mid-request: not acknowledged
 
 
-def start_serve(tmp_path: Path, procs: list[Proc], **env: str) -> tuple[str, str, Proc]:
-    """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it."""
+def start_serve(
+    tmp_path: Path,
+    procs: list[Proc],
+    seed: Callable[[str], None] | None = None,
+    **env: str,
+) -> tuple[str, str, Proc]:
+    """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it.
+    ``seed`` gets the database URL after the migration, before anything starts."""
     port, sim_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     environment = gbg_env(tmp_path, sim, RECEIVER_BIND=f"127.0.0.1:{port}", **env)
     assert run(["migrate"], environment).returncode == 0
+    if seed is not None:
+        seed(environment["RECEIVER_DATABASE_URL"])
     serve = Proc(["serve", "--simulator"], environment, tmp_path / "serve.log")
     procs.append(serve)
     base = f"http://127.0.0.1:{port}"

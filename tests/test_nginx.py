@@ -123,12 +123,13 @@ def through_nginx(
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
+    client: str = CLIENT,
 ) -> tuple[int, dict[str, str], bytes]:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
     conn = http.client.HTTPSConnection(
-        "127.0.0.1", port, context=context, source_address=(CLIENT, 0), timeout=10
+        "127.0.0.1", port, context=context, source_address=(client, 0), timeout=10
     )
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -218,6 +219,21 @@ def test_metrics_and_readiness_are_not_public(nginx) -> None:  # type: ignore[no
     direct.request("GET", "/metrics")
     assert direct.getresponse().status == 200
     direct.close()
+
+
+def test_the_dashboard_answers_internal_addresses_only(nginx) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/dashboard/", "/dashboard/signin", "/dashboard"):
+        assert through_nginx(nginx["https"], "GET", path)[0] == 403
+    status, headers, page = through_nginx(
+        nginx["https"], "GET", "/dashboard/signin", client="127.0.0.1"
+    )
+    assert status == 200
+    assert b"API token" in page
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
+    assert "Secure" in headers["Set-Cookie"].split("; ")  # the form's CSRF token's session
+    status, headers, _ = through_nginx(nginx["https"], "GET", "/dashboard/", client="127.0.0.1")
+    assert (status, headers["Location"]) == (302, "/dashboard/signin?next=/dashboard/")
 
 
 def test_plain_http_redirects_to_https(nginx) -> None:  # type: ignore[no-untyped-def]
