@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,4 +52,11 @@ def test_the_wheel_from_the_lock_file_migrates_and_serves(
     web = Proc(["web"], env, tmp_path / "web.log", python=str(python), cwd=elsewhere)
     procs.append(web)
     wait_ready(f"http://127.0.0.1:{port}", web)
+    # The wheel carries the dashboard's templates and static files.
+    for path, expected in (
+        ("/dashboard/signin", b"API token"),
+        ("/dashboard/static/dashboard.js", b"refresh"),
+    ):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            assert expected in answer.read()
     assert web.stop() == 0
