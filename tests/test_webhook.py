@@ -164,13 +164,48 @@ def test_any_content_type_that_parses_is_accepted(client, store) -> None:  # typ
         {"Authorization": "Basic " + base64.b64encode(WEBHOOK_USER.encode()).decode()},
     ],
 )
-def test_missing_or_wrong_credentials_are_401_and_store_nothing(client, store, headers) -> None:  # type: ignore[no-untyped-def]
+def test_missing_or_wrong_credentials_are_401_and_store_nothing(  # type: ignore[no-untyped-def]
+    client, store, headers, caplog: pytest.LogCaptureFixture
+) -> None:
     answer = client.post(URL, json={"instanceId": "x-1"}, headers=headers)
     assert answer.status_code == 401
     assert answer.mimetype == "application/problem+json"
-    assert answer.get_json()["status"] == 401
-    assert answer.headers["WWW-Authenticate"].startswith("Basic")
+    assert answer.get_json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "missing or wrong credentials",
+    }
+    assert answer.headers["WWW-Authenticate"] == 'Basic realm="gbg-receiver"'
     assert nothing_stored(store)
+    [refused] = [r for r in caplog.records if r.getMessage() == "webhook.unauthorized"]
+    assert (refused.levelname, refused.peer) == ("WARNING", "127.0.0.1")  # type: ignore[attr-defined]
+
+
+def test_basic_credentials_are_read_as_the_scheme_says(services: Services) -> None:
+    """Any case of "Basic", more than one space before the credentials, a password with
+    colons in it; but no characters outside base64."""
+    password = "pass:word:with-colons-0123456789"
+    with_settings(services, webhook_password=password)
+    client = create_app(services=services).test_client()
+    encoded = base64.b64encode(f"{WEBHOOK_USER}:{password}".encode()).decode()
+    for header, status in (
+        ("Basic " + encoded, 202),
+        ("basic " + encoded, 202),
+        ("BASIC   " + encoded, 202),
+        ("Basic " + encoded[:4] + "!" + encoded[4:], 401),  # not base64: never "cleaned up"
+        ("Bearer " + encoded, 401),
+        (encoded, 401),
+    ):
+        answer = client.post(URL, json={"instanceId": "b-1"}, headers={"Authorization": header})
+        assert answer.status_code == status, header
+
+
+def test_auth_none_still_checks_credentials_once_they_are_configured(services: Services) -> None:
+    with_settings(services, webhook_auth="none", gbg_base_url="http://127.0.0.1:9")
+    client = create_app(services=services).test_client()
+    assert client.post(URL, json={"instanceId": "n-1"}).status_code == 401
+    assert client.post(URL, json={"instanceId": "n-1"}, headers=basic()).status_code == 202
 
 
 @pytest.mark.parametrize(
@@ -198,6 +233,15 @@ def test_bad_bodies_get_a_problem_and_store_nothing(client, store, raw, status) 
     assert answer.status_code == status
     assert answer.mimetype == "application/problem+json"
     assert answer.get_json()["status"] == status
+    if status == 422:
+        payload = json.loads(raw)
+        assert (answer.get_json()["title"], answer.get_json()["detail"]) == (
+            ("Unprocessable body", "the body must be a JSON object")
+            if not isinstance(payload, dict)
+            else ("Missing instance id", "no instanceId in the body or query string")
+            if "instanceId" not in payload
+            else ("Invalid instance id", "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+        )
     assert nothing_stored(store)
 
 

@@ -1,0 +1,238 @@
+# ruff: noqa: E501 (the expected lines are printed whole, as the operator reads them)
+"""Every configuration rule, by the exact line it prints: the variable it names, the
+reason, and the edges of each range (what is refused and the first value allowed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.config import Settings
+from receiver.errors import ConfigError
+
+BASIC = {
+    "RECEIVER_WEBHOOK_USERNAME": "gbg",
+    "RECEIVER_WEBHOOK_PASSWORD": "a-strong-password-for-tests-1",
+}
+HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+@pytest.mark.parametrize(
+    ("env", "problems"),
+    [
+        (
+            {"RECEIVER_DATABASE_URL": "mysql://x"},
+            ["RECEIVER_DATABASE_URL: must be a sqlite:/// or postgresql+psycopg:// URL"],
+        ),
+        ({"RECEIVER_BIND": "8000"}, ["RECEIVER_BIND: must be HOST:PORT"]),
+        ({"RECEIVER_BIND": "unix:/run/r.sock"}, []),
+        ({"RECEIVER_GBG_API_VERSION": "v3"}, ["RECEIVER_GBG_API_VERSION: must be v1 or v2"]),
+        ({"RECEIVER_GBG_REGION": "mars"}, ["RECEIVER_GBG_REGION: must be eu, us, au"]),
+        ({"RECEIVER_GBG_BASE_URL": "ftp://x"}, ["RECEIVER_GBG_BASE_URL: must be an http(s) URL"]),
+        (
+            {"RECEIVER_GBG_BASE_URL": "http://gbg.example.com"},
+            ["RECEIVER_GBG_BASE_URL: must be https:// (http:// only on loopback)"],
+        ),
+        ({"RECEIVER_GBG_BASE_URL": "http://127.0.0.1:8001"}, []),
+        ({"RECEIVER_GBG_TOKEN_URL": "http://[::1]:9/t"}, []),
+        (
+            {"RECEIVER_GBG_TOKEN_URL": "http://auth.example.com/t"},
+            ["RECEIVER_GBG_TOKEN_URL: must be https:// (http:// only on loopback)"],
+        ),
+        (
+            {
+                "RECEIVER_FORWARD_URL": "http://app.example.com/h",
+                "RECEIVER_FORWARD_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            },
+            ["RECEIVER_FORWARD_URL: must be https:// (http:// only on loopback)"],
+        ),
+        (
+            {"RECEIVER_FORWARD_URL": "https://app.example.com/h"},
+            [
+                "RECEIVER_FORWARD_SECRET: RECEIVER_FORWARD_URL and RECEIVER_FORWARD_SECRET go together"
+            ],
+        ),
+        (
+            {"RECEIVER_FORWARD_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+            ["RECEIVER_FORWARD_URL: RECEIVER_FORWARD_URL and RECEIVER_FORWARD_SECRET go together"],
+        ),
+        (
+            {
+                "RECEIVER_FORWARD_URL": "https://app.example.com/h",
+                "RECEIVER_FORWARD_SECRET": "whsec_c2hvcnQ=",
+            },
+            [
+                "RECEIVER_FORWARD_SECRET: must be whsec_ and the base64 of 24 random bytes or more; make one: python3 -c \"import base64,secrets; print('whsec_'+base64.b64encode(secrets.token_bytes(32)).decode())\""
+            ],
+        ),
+        (
+            {"RECEIVER_WEBHOOK_AUTH": "sometimes"},
+            ["RECEIVER_WEBHOOK_AUTH: must be required or none"],
+        ),
+        (
+            {"RECEIVER_WEBHOOK_PASSWORD": ""},
+            [
+                "RECEIVER_WEBHOOK_PASSWORD: RECEIVER_WEBHOOK_USERNAME and RECEIVER_WEBHOOK_PASSWORD go together"
+            ],
+        ),
+        (
+            {"RECEIVER_WEBHOOK_API_KEY_HEADER": "Bad Header"},
+            ["RECEIVER_WEBHOOK_API_KEY_HEADER: must be an HTTP header name"],
+        ),
+        (
+            {"RECEIVER_GBG_USERNAME": "user"},
+            [
+                "RECEIVER_GBG_PASSWORD: RECEIVER_GBG_USERNAME and RECEIVER_GBG_PASSWORD go together",
+                "RECEIVER_GBG_CLIENT_ID: is required when RECEIVER_GBG_USERNAME is set",
+            ],
+        ),
+        (
+            {"RECEIVER_GBG_PASSWORD": "pw"},
+            ["RECEIVER_GBG_USERNAME: RECEIVER_GBG_USERNAME and RECEIVER_GBG_PASSWORD go together"],
+        ),
+        (
+            {"RECEIVER_GBG_CLIENT_ID": "id"},
+            [
+                "RECEIVER_GBG_CLIENT_SECRET: RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET go together"
+            ],
+        ),
+        (
+            {"RECEIVER_GBG_CLIENT_SECRET": "s"},
+            [
+                "RECEIVER_GBG_CLIENT_ID: RECEIVER_GBG_CLIENT_ID and RECEIVER_GBG_CLIENT_SECRET go together"
+            ],
+        ),
+        (
+            {"RECEIVER_GBG_USERNAME": "u", "RECEIVER_GBG_PASSWORD": "p"},
+            ["RECEIVER_GBG_CLIENT_ID: is required when RECEIVER_GBG_USERNAME is set"],
+        ),
+        (
+            {
+                "RECEIVER_WEBHOOK_TIMEOUT": "-0.1",
+                "RECEIVER_CONFIRM_DELAY": "-1",
+                "RECEIVER_POLL_ERROR_BACKOFF": "-1",
+                "RECEIVER_INSTANCE_TTL": "-1",
+            },
+            [
+                "RECEIVER_WEBHOOK_TIMEOUT: must be >= 0",
+                "RECEIVER_CONFIRM_DELAY: must be >= 0",
+                "RECEIVER_POLL_ERROR_BACKOFF: must be >= 0",
+                "RECEIVER_INSTANCE_TTL: must be >= 0",
+            ],
+        ),
+        (
+            {
+                "RECEIVER_WEBHOOK_TIMEOUT": "0",
+                "RECEIVER_CONFIRM_DELAY": "0",
+                "RECEIVER_POLL_ERROR_BACKOFF": "0",
+                "RECEIVER_INSTANCE_TTL": "0",
+                "RECEIVER_TRUSTED_PROXIES": "0",
+            },
+            [],
+        ),
+        (
+            {
+                "RECEIVER_POLL_INTERVAL": "0",
+                "RECEIVER_POLL_LEASE": "0",
+                "RECEIVER_GBG_RATE_LIMIT": "0",
+                "RECEIVER_RETENTION_DAYS": "0",
+                "RECEIVER_GBG_TIMEOUT": "0",
+            },
+            [
+                "RECEIVER_POLL_INTERVAL: must be > 0",
+                "RECEIVER_POLL_LEASE: must be > 0",
+                "RECEIVER_GBG_RATE_LIMIT: must be > 0",
+                "RECEIVER_RETENTION_DAYS: must be > 0",
+                "RECEIVER_GBG_TIMEOUT: must be > 0",
+            ],
+        ),
+        (
+            {"RECEIVER_POLL_MAX_INTERVAL": "9.9"},
+            ["RECEIVER_POLL_MAX_INTERVAL: must be >= RECEIVER_POLL_INTERVAL"],
+        ),
+        ({"RECEIVER_POLL_MAX_INTERVAL": "10"}, []),
+        (
+            {
+                "RECEIVER_POLL_MAX_ERRORS": "0",
+                "RECEIVER_POLL_CONCURRENCY": "0",
+                "RECEIVER_WEB_WORKERS": "0",
+                "RECEIVER_WEB_THREADS": "0",
+                "RECEIVER_MAX_BODY_BYTES": "0",
+            },
+            [
+                "RECEIVER_POLL_MAX_ERRORS: must be >= 1",
+                "RECEIVER_POLL_CONCURRENCY: must be >= 1",
+                "RECEIVER_WEB_WORKERS: must be >= 1",
+                "RECEIVER_WEB_THREADS: must be >= 1",
+                "RECEIVER_MAX_BODY_BYTES: must be >= 1",
+            ],
+        ),
+        (
+            {
+                "RECEIVER_POLL_MAX_ERRORS": "1",
+                "RECEIVER_POLL_CONCURRENCY": "1",
+                "RECEIVER_WEB_WORKERS": "1",
+                "RECEIVER_WEB_THREADS": "1",
+                "RECEIVER_MAX_BODY_BYTES": "1",
+            },
+            [],
+        ),
+        ({"RECEIVER_TRUSTED_PROXIES": "-1"}, ["RECEIVER_TRUSTED_PROXIES: must be >= 0"]),
+        ({"RECEIVER_LOG_FORMAT": "xml"}, ["RECEIVER_LOG_FORMAT: must be json or text"]),
+        ({"RECEIVER_LOG_FORMAT": "text"}, []),
+        (
+            {"RECEIVER_WEBHOOK_PASSWORD": "abcdefghijk"},
+            ["RECEIVER_WEBHOOK_PASSWORD: is shorter than 24 characters; " + HINT],
+        ),
+        (
+            {"RECEIVER_WEBHOOK_PASSWORD": "short"},
+            ["RECEIVER_WEBHOOK_PASSWORD: is a placeholder, not a secret; " + HINT],
+        ),
+        (
+            {"RECEIVER_WEBHOOK_API_KEY": "change-me-change-me-change-me"},
+            ["RECEIVER_WEBHOOK_API_KEY: is a placeholder, not a secret; " + HINT],
+        ),
+        (
+            {
+                "RECEIVER_API_TOKENS": "a-good-token-of-24-chars-or-more,aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            },
+            ["RECEIVER_API_TOKENS: is a placeholder, not a secret; " + HINT],
+        ),
+        (
+            {"RECEIVER_POLL_INTERVAL": "inf"},
+            ["RECEIVER_POLL_INTERVAL: 'inf' is not a finite number"],
+        ),
+        (
+            {"RECEIVER_POLL_INTERVAL": "-inf"},
+            ["RECEIVER_POLL_INTERVAL: '-inf' is not a finite number"],
+        ),
+        (
+            {"RECEIVER_POLL_INTERVAL": "1e400"},
+            ["RECEIVER_POLL_INTERVAL: '1e400' is not a finite number"],
+        ),
+        (
+            {"RECEIVER_POLL_MAX_ERRORS": "2.5"},
+            ["RECEIVER_POLL_MAX_ERRORS: '2.5' is not a whole number"],
+        ),
+        ({"RECEIVER_STORE_PII": "maybe"}, ["RECEIVER_STORE_PII: 'maybe' is not true or false"]),
+        ({"RECEIVER_STORE_PII": "YES"}, []),
+        ({"RECEIVER_API_TOKENS": " , "}, ["RECEIVER_API_TOKENS: lists no token"]),
+        (
+            {"RECEIVER_POLL_INTERVALL": "3"},
+            ["RECEIVER_POLL_INTERVALL: unknown variable; did you mean RECEIVER_POLL_INTERVAL?"],
+        ),
+        (
+            {"RECEIVER_NOTHING_LIKE_IT_AT_ALL": "3"},
+            ["RECEIVER_NOTHING_LIKE_IT_AT_ALL: unknown variable"],
+        ),
+    ],
+)
+def test_each_rule_names_its_variable_and_its_reason(
+    env: dict[str, str], problems: list[str]
+) -> None:
+    if not problems:
+        Settings.from_env(BASIC | env)
+        return
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(BASIC | env)
+    assert caught.value.problems == problems
+    assert str(caught.value) == "invalid configuration:\n  " + "\n  ".join(problems)
