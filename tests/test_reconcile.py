@@ -20,7 +20,7 @@ from receiver.domain.model import (
     normalize_status,
 )
 from receiver.domain.reconcile import decide
-from receiver.domain.schedule import Policy
+from receiver.domain.schedule import Policy, next_poll_at
 
 POLICY = Policy(jitter=0.0)
 NOW = 10_000.0
@@ -226,3 +226,39 @@ def test_a_webhook_before_the_fetch_does_not_shorten_the_schedule() -> None:
     claimed = instance(next_poll_at=NOW - 3, webhook_received_at=NOW - 4)
     observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 2)
     assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 10
+
+
+def test_a_failed_fetch_of_a_finished_instance_is_noted_and_schedules_nothing() -> None:
+    done = instance(COMPLETED, next_poll_at=NOW + 5, poll_errors=2)
+    after = decide(done, FetchFailed(ID, "http_503"), NOW, POLICY).instance
+    assert after == replace(done, last_polled_at=NOW, updated_at=NOW, next_poll_at=None)
+
+
+def test_a_gbg_wide_failure_charges_the_instance_nothing() -> None:
+    due = instance(poll_errors=2)
+    after = decide(due, FetchFailed(ID, "connect", gbg_wide=True), NOW, POLICY).instance
+    assert after == replace(due, last_polled_at=NOW, updated_at=NOW)
+
+
+def test_a_failed_fetch_counts_and_schedules_by_the_instances_own_spread() -> None:
+    policy = Policy(jitter=0.1)
+    due = instance(poll_errors=2)
+    after = decide(due, FetchFailed(ID, "http_503"), NOW, policy).instance
+    expected = next_poll_at(policy, instance_id=ID, registered_at=NOW - 400, now=NOW, errors=3)
+    assert after == replace(
+        due, last_polled_at=NOW, poll_errors=3, next_poll_at=expected, updated_at=NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("hook", "confirmed"), [(NOW - 2, True), (NOW - 3, True), (NOW - 3.5, False)]
+)
+def test_a_webhook_at_or_after_a_fetch_began_still_gets_its_confirmation(
+    hook: float, confirmed: bool
+) -> None:
+    """The fetch left at NOW - 3: a webhook from then on may announce an end its answer
+    predates, so the confirming fetch stays due RECEIVER_CONFIRM_DELAY after the webhook."""
+    due = instance(webhook_received_at=hook)
+    fetched = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 3)
+    after = decide(due, fetched, NOW, POLICY).instance
+    assert (after.next_poll_at == hook + POLICY.confirm_delay) is confirmed

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.domain.schedule import SLOWDOWN_AFTER, Policy, next_poll_at
+from receiver.domain.schedule import SLOWDOWN_AFTER, Policy, gbg_pause, next_poll_at
 
 EXACT = Policy(jitter=0.0)
 
@@ -53,3 +53,32 @@ def test_jitter_only_ever_lengthens_and_stays_small() -> None:
 def test_numbers_come_from_the_policy() -> None:
     policy = Policy(interval=2.0, error_backoff=1.0, max_errors=3, jitter=0.0)
     assert [interval(policy, errors=e) for e in range(4)] == [2.0, 3.0, 4.0, None]
+
+
+def spread(instance_id: str, errors: int, policy: Policy) -> float:
+    """Where in the jitter band a fetch landed: 0 at the bare interval, 1 at its top."""
+    base = interval(errors=errors)
+    at = next_poll_at(
+        policy, instance_id=instance_id, registered_at=1000.0, now=1000.0, errors=errors
+    )
+    assert base is not None
+    assert at is not None
+    return ((at - 1000.0) / base - 1.0) / policy.jitter
+
+
+def test_jitter_spreads_over_its_whole_band_and_differs_by_error_count() -> None:
+    policy = Policy(jitter=0.1)
+    ids = [f"inst-{n}" for n in range(200)]
+    first = [spread(i, 1, policy) for i in ids]
+    assert all(0.0 <= s < 1.0 for s in first)
+    assert max(first) > 0.9
+    assert min(first) < 0.1
+    # The same instance lands elsewhere in the band after another error: retries of many
+    # instances that failed together do not stay in step.
+    second = [spread(i, 2, policy) for i in ids]
+    assert sum(a != b for a, b in zip(first, second, strict=True)) > 190
+    assert spread("inst-7", 1, policy) == first[7]  # and the same place every time
+
+
+def test_gbg_wide_pauses_start_at_the_third_failure_in_a_row() -> None:
+    assert [gbg_pause(EXACT, n) for n in (1, 2, 3, 4, 100)] == [None, None, 25.0, 30.0, 300.0]

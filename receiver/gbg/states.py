@@ -85,7 +85,7 @@ def _timestamp(value: Any) -> float | None:
         seconds = float(value) / (1000.0 if value > 1e11 else 1.0)
     elif isinstance(value, str) and value:
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)  # Python 3.11 reads "Z" too
         except ValueError:
             return None
         if parsed.tzinfo is None:
