@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,6 +88,31 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+
+
+def start_web(
+    env: dict[str, str], log: Path, procs: list[Proc], *, timeout: float = 30, **proc: Any
+) -> tuple[Proc, str]:
+    """`gbg-receiver web` on a port the kernel picks when gunicorn binds (port 0), read
+    back from gunicorn's own log line: no port is chosen, freed and raced for."""
+    web = Proc(["web"], {**env, "RECEIVER_BIND": "127.0.0.1:0"}, log, **proc)
+    procs.append(web)
+    base = listening(web, timeout)
+    wait_ready(base, web, timeout)
+    return web, base
+
+
+def listening(proc: Proc, timeout: float = 30) -> str:
+    """Where the gunicorn that ``proc`` runs listens, as its log says."""
+    deadline = time.monotonic() + timeout
+    while not (found := LISTENING.search(proc.log.read_text(errors="replace"))):
+        assert proc.popen.poll() is None, proc.log.read_text()
+        assert time.monotonic() < deadline, "gunicorn never said where it listens"
+        time.sleep(0.05)
+    return found.group(1)
+
+
 def wait_ready(base: str, proc: Proc, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,6 +183,8 @@ def start_serve(
 ) -> tuple[str, str, Proc]:
     """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it.
     ``seed`` gets the database URL after the migration, before anything starts."""
+    # Both ports must be known before anything starts: the worker's GBG URL, and where
+    # the simulator's Webhook module posts. Picked here, just before `serve` binds them.
     port, sim_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     environment = gbg_env(tmp_path, sim, RECEIVER_BIND=f"127.0.0.1:{port}", **env)

@@ -21,7 +21,7 @@ from receiver.store import Store
 from receiver.store.engine import Database, make_engine
 from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, free_port, gbg_env, post_webhook, run, wait_ready
+from tests.processes import Proc, gbg_env, post_webhook, run, start_web
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -37,12 +37,10 @@ def ledger_under_crashes(  # type: ignore[no-untyped-def]
     figure,
     label: str,
 ) -> None:
-    port = free_port()
     env = gbg_env(
         tmp_path,
         sim.base_url,  # type: ignore[attr-defined]
         RECEIVER_DATABASE_URL=database_url,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
         RECEIVER_WEB_WORKERS="3",
         RECEIVER_CONFIRM_DELAY="0.5",
         RECEIVER_GBG_RATE_LIMIT="400",
@@ -53,11 +51,9 @@ def ledger_under_crashes(  # type: ignore[no-untyped-def]
     ids = [f"{label}-{n:05d}" for n in range(total)]
     for iid in ids:
         sim.set_status(iid, "Completed", "Of Age")  # every journey has ended at GBG
-    base = f"http://127.0.0.1:{port}"
-    web = Proc(["web"], env, tmp_path / "web.log")
+    web, base = start_web(env, tmp_path / "web.log", procs)
     pollers = [Proc(["poller"], env, tmp_path / "poller-0.log")]
-    procs += [web, *pollers]
-    wait_ready(base, web)
+    procs += pollers
 
     answers: dict[str, int] = {}
     stop = threading.Event()

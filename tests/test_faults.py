@@ -20,7 +20,13 @@ pytestmark = [pytest.mark.reliability, pytest.mark.live]
 INTERVAL, BACKOFF, MAX_ERRORS = 2.0, 1.0, 5
 READ_TIMEOUT = 0.5  # RECEIVER_GBG_TIMEOUT for these pollers
 EXPECTED = [INTERVAL + BACKOFF * n for n in (1, 2, 3)]  # after 3 consecutive errors: 3, 4, 5 s
-TOLERANCE = 0.10
+# A fetch is never sooner than the policy says (CLOCKS: the simulator's and the poller's
+# timestamps of one machine, taken a little apart); it may be later by the schedule's
+# jitter (2 %) and by the poller's own lateness on a busy machine: LATE, five times the
+# worst measured here (0.2 s on the 2-core CI machine, with the suite running).
+CLOCKS = 0.05
+JITTER = 0.02
+LATE = 1.0
 
 
 def poller_env(tmp_path: Path, gbg: str, name: str) -> dict[str, str]:
@@ -59,7 +65,7 @@ def gaps(sim: Simulator, instance_id: str) -> list[float]:
 
 def within(measured: list[float], expected: list[float]) -> bool:
     return len(measured) == len(expected) and all(
-        abs(m - e) <= TOLERANCE * e for m, e in zip(measured, expected, strict=True)
+        e - CLOCKS <= m <= e * (1 + JITTER) + LATE for m, e in zip(measured, expected, strict=True)
     )
 
 
@@ -102,7 +108,7 @@ def test_fault_matrix_keeps_the_policy_and_reaches_truth(  # type: ignore[no-unt
     wait_for(lambda: store.get("f-401").status == "completed", 20)  # type: ignore[union-attr]
     measured = {k: gaps(sim, f"f-{k}") for k in FAULTS}
     off = {k: m for k, m in measured.items() if not within(m, EXPECTED)}
-    assert off == {}, f"expected {EXPECTED} within 10 %"
+    assert off == {}, f"expected {EXPECTED}, never sooner, at most {LATE} s late"
     gone = store.get("f-gone")
     assert gone is not None
     assert (gone.poll_errors, len(sim.fetches("f-gone"))) == (MAX_ERRORS, MAX_ERRORS)
@@ -165,7 +171,7 @@ def test_retry_after_of_429_is_honoured(  # type: ignore[no-untyped-def]
     wait_for(lambda: store.get("r-1").status == "completed", 30)  # type: ignore[union-attr]
     measured = gaps(sim, "r-1")
     assert len(measured) == 2
-    assert all(6.0 <= m <= 6.0 * (1 + TOLERANCE) for m in measured), measured
+    assert all(6.0 - CLOCKS <= m <= 6.0 * (1 + JITTER) + LATE for m in measured), measured
     store.engine.dispose()
     figure(
         f"429 Retry-After 6 s: waited {', '.join(f'{m:.2f}' for m in measured)} s, then completed"

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
-from tests.processes import Proc, base_env, free_port, run, wait_ready
+from tests.processes import Proc, base_env, run, start_web
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -32,15 +32,16 @@ ACCEPTED: set[str] = set()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("hostile")
-    port = free_port()
-    env = base_env(tmp, RECEIVER_BIND=f"127.0.0.1:{port}", RECEIVER_WEB_WORKERS="2")
+    env = base_env(tmp, RECEIVER_WEB_WORKERS="2")
     assert run(["migrate"], env).returncode == 0
-    web = Proc(["web"], env, tmp / "web.log")
+    started: list[Proc] = []
     try:
-        wait_ready(f"http://127.0.0.1:{port}", web)
+        web, base = start_web(env, tmp / "web.log", started)
+        port = int(base.rsplit(":", 1)[1])
         yield {"port": port, "db": env["RECEIVER_DATABASE_URL"], "web": web}
     finally:
-        web.stop()
+        for proc in started:
+            proc.stop()
 
 
 def raw(port: int, request: bytes, *, timeout: float = 10) -> int:

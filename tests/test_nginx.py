@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_TOKEN
-from tests.processes import HOOK, Proc, base_env, free_port, run, wait_ready
+from tests.processes import HOOK, Proc, base_env, free_port, run, start_web
 
 pytestmark = pytest.mark.live
 
@@ -30,12 +30,12 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
         if os.environ.get("CI"):
             pytest.fail("CI must provide nginx (.ci/run installs it)")
         pytest.skip("nginx is not installed")
-    app_port, https_port, http_port = free_port(), free_port(), free_port()
-    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{app_port}", RECEIVER_TRUSTED_PROXIES="1")
+    env = base_env(tmp_path, RECEIVER_TRUSTED_PROXIES="1")
     assert run(["migrate"], env).returncode == 0
-    web = Proc(["web"], env, tmp_path / "web.log")
-    procs.append(web)
-    wait_ready(f"http://127.0.0.1:{app_port}", web)
+    web, app = start_web(env, tmp_path / "web.log", procs)
+    app_port = int(app.rsplit(":", 1)[1])
+    # nginx cannot say where it listens: its two ports are picked here, just before it starts.
+    https_port, http_port = free_port(), free_port()
 
     subprocess.run(
         [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_PASS
-from tests.processes import API, HOOK, Proc, base_env, call, free_port, run, start_serve, wait_ready
+from tests.processes import API, HOOK, Proc, base_env, call, run, start_serve, start_web
 
 pytestmark = pytest.mark.live
 
@@ -27,13 +27,9 @@ def scrape(base: str) -> dict[str, float]:
 
 
 def test_metrics_add_up_across_two_workers(tmp_path: Path, procs: list[Proc]) -> None:
-    port = free_port()
-    env = base_env(tmp_path, RECEIVER_BIND=f"127.0.0.1:{port}", RECEIVER_WEB_WORKERS="2")
+    env = base_env(tmp_path, RECEIVER_WEB_WORKERS="2")
     assert run(["migrate"], env).returncode == 0
-    web = Proc(["web"], env, tmp_path / "web.log")
-    procs.append(web)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, web)
+    web, base = start_web(env, tmp_path / "web.log", procs)
     sent, pids = 0, set()
     # A new connection each: gunicorn spreads them over the workers once both are up
     # (the second may still be starting when the first answers /readyz).

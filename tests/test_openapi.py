@@ -17,7 +17,7 @@ from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
 from receiver.domain.schedule import Policy
 from receiver.store import Store
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
-from tests.processes import Proc, base_env, free_port, run, wait_ready
+from tests.processes import Proc, base_env, run, start_web
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "receiver" / "web" / "openapi.json"
 
@@ -81,10 +81,8 @@ def test_the_document_is_served(client) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.live
 def test_schemathesis_finds_no_failure(tmp_path: Path, procs: list[Proc]) -> None:
-    port = free_port()
     env = base_env(
         tmp_path,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
         RECEIVER_GBG_CLIENT_ID="c",
         RECEIVER_GBG_CLIENT_SECRET="s",
         RECEIVER_GBG_BASE_URL="http://127.0.0.1:9",
@@ -96,10 +94,7 @@ def test_schemathesis_finds_no_failure(tmp_path: Path, procs: list[Proc]) -> Non
     usecases.fold(store, Policy(), [(Registered("st-1"), time.time()), done], forward=True)
     [message] = store.messages(status=None, limit=1)
     store.engine.dispose()
-    web = Proc(["web"], env, tmp_path / "web.log")
-    procs.append(web)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, web)
+    web, base = start_web(env, tmp_path / "web.log", procs)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         CONFIG.format(

@@ -15,11 +15,10 @@ from tests.processes import (
     API,
     Proc,
     call,
-    free_port,
     gbg_env,
     post_webhook,
     run,
-    wait_ready,
+    start_web,
 )
 from tests.tcpproxy import TcpProxy
 
@@ -34,12 +33,10 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
     url = sa.engine.make_url(PG_URL)
     proxy = TcpProxy(url.port or 5432)
     via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
-    port = free_port()
     env = gbg_env(
         tmp_path,
         sim.base_url,
         RECEIVER_DATABASE_URL=via_proxy,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
         RECEIVER_CONFIRM_DELAY="0.2",
         RECEIVER_GBG_RATE_LIMIT="1000",
         RECEIVER_POLL_CONCURRENCY="32",
@@ -48,11 +45,9 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         for n in range(2000):
             sim.set_status(f"out-{worker}-{n}", "Completed")
     assert run(["migrate"], env).returncode == 0
-    base = f"http://127.0.0.1:{port}"
-    web = Proc(["web"], env, tmp_path / "web.log")
+    _, base = start_web(env, tmp_path / "web.log", procs)
     poller = Proc(["poller"], env, tmp_path / "poller.log")
-    procs += [web, poller]
-    wait_ready(base, web)
+    procs.append(poller)
 
     answers: list[tuple[float, str, int, str | None]] = []
     stop = threading.Event()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import Proc, base_env, free_port, wait_ready
+from tests.processes import Proc, base_env, start_web
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,18 +45,15 @@ def test_the_wheel_from_the_lock_file_migrates_and_serves(
     # The installed package, not this checkout, is what runs.
     where = run(python, "-c", "import receiver; print(receiver.__file__)")
     assert where.startswith(str(venv)), where
-    port = free_port()
-    env = base_env(elsewhere, RECEIVER_BIND=f"127.0.0.1:{port}")
+    env = base_env(elsewhere)
     env.pop("PYTHONPATH", None)
     assert "schema is up to date" in run(venv / "bin" / "gbg-receiver", "migrate", env=env)
-    web = Proc(["web"], env, tmp_path / "web.log", python=str(python), cwd=elsewhere)
-    procs.append(web)
-    wait_ready(f"http://127.0.0.1:{port}", web)
+    web, base = start_web(env, tmp_path / "web.log", procs, python=str(python), cwd=elsewhere)
     # The wheel carries the dashboard's templates and static files.
     for path, expected in (
         ("/dashboard/signin", b"API token"),
         ("/dashboard/static/dashboard.js", b"refresh"),
     ):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        with urllib.request.urlopen(base + path, timeout=10) as answer:
             assert expected in answer.read()
     assert web.stop() == 0
