@@ -197,6 +197,22 @@ HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32
             },
             ["RECEIVER_API_TOKENS: is a placeholder, not a secret; " + HINT],
         ),
+        ({"RECEIVER_POLL_INTERVAL": "soon"}, ["RECEIVER_POLL_INTERVAL: 'soon' is not a number"]),
+        (
+            {"RECEIVER_POLL_INTERVAL": "nan"},
+            ["RECEIVER_POLL_INTERVAL: 'nan' is not a finite number"],
+        ),
+        ({"RECEIVER_POLL_INTERVAL": "  "}, []),  # blank: unset, the default stands
+        # A value that did not parse stands at its default: the rules it then breaks with
+        # others are not blamed on it a second time.
+        (
+            {"RECEIVER_POLL_MAX_INTERVAL": "abc", "RECEIVER_POLL_INTERVAL": "400"},
+            ["RECEIVER_POLL_MAX_INTERVAL: 'abc' is not a number"],
+        ),
+        (
+            {"RECEIVER_BINDD": "x"},
+            ["RECEIVER_BINDD: unknown variable; did you mean RECEIVER_BIND?"],
+        ),
         (
             {"RECEIVER_POLL_INTERVAL": "inf"},
             ["RECEIVER_POLL_INTERVAL: 'inf' is not a finite number"],
@@ -236,3 +252,29 @@ def test_each_rule_names_its_variable_and_its_reason(
         Settings.from_env(BASIC | env)
     assert caught.value.problems == problems
     assert str(caught.value) == "invalid configuration:\n  " + "\n  ".join(problems)
+
+
+def test_the_process_environment_is_read_when_none_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in (BASIC | {"RECEIVER_POLL_INTERVAL": "7"}).items():
+        monkeypatch.setenv(name, value)
+    assert Settings.from_env().poll_interval == 7.0
+
+
+def test_serving_webhooks_needs_credentials_or_a_demo_with_gbg_on_loopback() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({}).check_web()
+    assert caught.value.problems == [
+        "RECEIVER_WEBHOOK_AUTH: is 'required' but neither RECEIVER_WEBHOOK_USERNAME/PASSWORD "
+        "nor RECEIVER_WEBHOOK_API_KEY is set (set one, or RECEIVER_WEBHOOK_AUTH=none for demos)"
+    ]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RECEIVER_WEBHOOK_AUTH": "none"}).check_web()
+    assert caught.value.problems == [
+        "RECEIVER_WEBHOOK_AUTH: 'none' is for demos with GBG on loopback (RECEIVER_GBG_BASE_URL "
+        "is https://eu.platform.go.gbgplc.com); set webhook credentials"
+    ]
+    demo = {"RECEIVER_WEBHOOK_AUTH": "none", "RECEIVER_GBG_BASE_URL": "http://127.0.0.1:8001"}
+    Settings.from_env(demo).check_web()
+    Settings.from_env(BASIC).check_web()
