@@ -63,7 +63,7 @@ def gbg() -> Iterator[Gbg]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     state.url = f"http://127.0.0.1:{server.server_port}"
     yield state
     server.shutdown()
