@@ -3,9 +3,12 @@ pauses and recovery."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from receiver.store import Store, rate
+from receiver.store.rate import FetchSlots
 
 
 def pause_after_three(streak: int) -> float | None:
@@ -58,3 +61,21 @@ def test_one_success_ends_the_streak_and_the_pause(store: Store) -> None:
     assert store.fetch_standing()[1] == 0
     assert store.gbg_failed(101.0, pause_after_three) == (1, False)  # the pause is over too
     assert store.snapshot(101.0)["gbg_paused_for"] == 0.0
+
+
+def test_a_slot_is_used_up_to_stale_seconds_late_and_dropped_after(store: Store) -> None:
+    slots = FetchSlots(store.db, 1000.0)  # slots close together: several reserved at once
+    now = 500.0
+    assert slots.take(lambda: now) == 500.0
+    reserved = store.fetch_standing()[0]
+    second, third = slots._slots[0], slots._slots[1]  # the slots this process holds
+    now = second + rate.STALE
+    while now - rate.STALE > second:  # exactly STALE late, to the last bit
+        now = math.nextafter(now, 0.0)
+    while now - rate.STALE < second:
+        now = math.nextafter(now, math.inf)
+    assert now - rate.STALE == second
+    assert slots.take(lambda: now) == second  # exactly STALE late: still used
+    now = math.nextafter(third + rate.STALE, math.inf)
+    assert slots.take(lambda: now) > third  # any later: dropped, the next one taken
+    assert store.fetch_standing()[0] == reserved  # all from what was reserved at first

@@ -103,3 +103,13 @@ def test_due_instances_come_soonest_first_up_to_the_limit(store: Store, limit: i
     put(store, row("later", next_poll_at=T + 50))
     claimed = store.claim_due("w", T + 10, limit, 30.0)
     assert set(ids(claimed)) == set(["soon", "mid", "late"][:limit])
+
+
+def test_releasing_one_lease_leaves_the_owners_others(store: Store) -> None:
+    put(store, row("r-a", next_poll_at=T), row("r-b", next_poll_at=T), row("r-c", next_poll_at=T))
+    assert len(store.claim_due("w", T, 10, 30.0)) == 3
+    assert store.release("w", "r-b") == 1
+    assert sorted(i for i, _, _ in store.leases()) == ["r-a", "r-c"]
+    assert store.claim("r-b", "other", T, 30.0)
+    assert store.release("w") == 2
+    assert [i for i, _, _ in store.leases()] == ["r-b"]
