@@ -17,6 +17,7 @@ from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
 from receiver.gbg.client import MAX_ANSWER, GbgClient
 
 FETCH = "/v2/captain/journey/state/fetch"
+START = "/v2/captain/journey/start"
 TOKEN = "/as/token.oauth2"
 Answer = tuple[int, bytes, dict[str, str]]
 
@@ -241,3 +242,44 @@ def test_an_answer_larger_than_any_state_is_garbage(gbg: Gbg) -> None:
         client(gbg).fetch_state("i-1")
     assert caught.value.kind == "garbage"
     assert FETCH in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "answer", [b'{"status": NaN}', b'{"status": "Completed", "n": Infinity}', b'{"n": 1e999}']
+)
+def test_numbers_json_does_not_have_are_garbage(gbg: Gbg, answer: bytes) -> None:
+    gbg.script[FETCH] = [(200, answer, {})]
+    with pytest.raises(GbgUnavailable) as caught:
+        client(gbg).fetch_state("n-1")
+    assert caught.value.kind == "garbage"
+
+
+@pytest.mark.parametrize(
+    ("answer", "started"),
+    [
+        (
+            {"instanceId": "s-1", "instanceUrl": "https://go.example/j/s-1"},
+            ("s-1", "https://go.example/j/s-1"),
+        ),
+        ({"instanceId": "s-1", "instanceUrl": "http://127.0.0.1/j"}, ("s-1", "http://127.0.0.1/j")),
+        ({"instanceId": "s-1", "instanceUrl": "javascript:alert(1)"}, ("s-1", None)),
+        ({"instanceId": "s-1", "instanceUrl": 7}, ("s-1", None)),
+        ({"instanceId": "s-1"}, ("s-1", None)),
+        ({"instanceId": "../s-1", "instanceUrl": "https://go.example/j"}, None),
+        ({"instanceId": 5}, None),
+        ({}, None),
+    ],
+)
+def test_a_start_answer_is_taken_only_with_a_valid_instance_id_and_a_web_link(
+    gbg: Gbg, answer: dict[str, object], started: tuple[str, str | None] | None
+) -> None:
+    gbg.script[START] = [ok(answer)]
+    if started is not None:
+        assert client(gbg).start_journey("age@latest") == started
+        return
+    with pytest.raises(GbgUnavailable) as caught:
+        client(gbg).start_journey("age@latest")
+    assert (str(caught.value), caught.value.kind) == (
+        "journey start answered without an instanceId",
+        "garbage",
+    )
