@@ -26,9 +26,9 @@ def ids(found: list[Instance]) -> list[str]:
 
 
 def test_pages_order_equal_times_by_id_and_the_cursor_splits_them(store: Store) -> None:
-    put(store, row("a"), row("c"), row("b"), row("d", T - 1), row("e", T + 1))
-    assert ids(store.page(status=None, limit=10, after=None)) == ["e", "c", "b", "a", "d"]
-    assert ids(store.page(status=None, limit=2, after=None)) == ["e", "c"]
+    put(store, row("a"), row("c"), row("b"), row("d", T - 1), row("e", T + 1), row("0", T + 1))
+    assert ids(store.page(status=None, limit=10, after=None)) == ["e", "0", "c", "b", "a", "d"]
+    assert ids(store.page(status=None, limit=2, after=None)) == ["e", "0"]
     assert ids(store.page(status=None, limit=10, after=(T, "c"))) == ["b", "a", "d"]
     assert ids(store.page(status=None, limit=10, after=(T, "a"))) == ["d"]
 
