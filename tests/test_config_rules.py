@@ -254,6 +254,14 @@ def test_each_rule_names_its_variable_and_its_reason(
     assert str(caught.value) == "invalid configuration:\n  " + "\n  ".join(problems)
 
 
+def test_a_password_without_its_user_names_the_user() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RECEIVER_WEBHOOK_PASSWORD": "a-strong-password-for-tests-1"})
+    assert caught.value.problems == [
+        "RECEIVER_WEBHOOK_USERNAME: RECEIVER_WEBHOOK_USERNAME and RECEIVER_WEBHOOK_PASSWORD go together"
+    ]
+
+
 def test_the_process_environment_is_read_when_none_is_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

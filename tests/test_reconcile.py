@@ -262,3 +262,13 @@ def test_a_webhook_at_or_after_a_fetch_began_still_gets_its_confirmation(
     fetched = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 3)
     after = decide(due, fetched, NOW, POLICY).instance
     assert (after.next_poll_at == hook + POLICY.confirm_delay) is confirmed
+
+
+def test_a_webhook_keeps_the_error_count_unless_polling_had_given_up() -> None:
+    failing = instance(poll_errors=3)
+    after = decide(failing, WebhookReceived(ID, claim=None), NOW, POLICY).instance
+    assert (after.poll_errors, after.webhook_claim) == (3, None)
+    stopped = instance(poll_errors=30, polling_gave_up=True, webhook_claim="Completed")
+    after = decide(stopped, WebhookReceived(ID, claim=None), NOW, POLICY).instance
+    assert (after.poll_errors, after.polling_gave_up) == (0, False)
+    assert after.webhook_claim == "Completed"  # a webhook without a claim keeps the last one

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from receiver.config import Settings
 from receiver.domain.schedule import SLOWDOWN_AFTER, Policy, gbg_pause, next_poll_at
 
 EXACT = Policy(jitter=0.0)
@@ -82,3 +83,24 @@ def test_jitter_spreads_over_its_whole_band_and_differs_by_error_count() -> None
 
 def test_gbg_wide_pauses_start_at_the_third_failure_in_a_row() -> None:
     assert [gbg_pause(EXACT, n) for n in (1, 2, 3, 4, 100)] == [None, None, 25.0, 30.0, 300.0]
+
+
+def test_the_policy_is_the_settings_own() -> None:
+    settings = Settings(
+        webhook_timeout=11.0,
+        confirm_delay=2.0,
+        poll_interval=3.0,
+        poll_error_backoff=4.0,
+        poll_max_errors=5,
+        poll_max_interval=60.0,
+        instance_ttl=7.0,
+    )
+    assert Policy.from_settings(settings) == Policy(
+        webhook_timeout=11.0,
+        confirm_delay=2.0,
+        interval=3.0,
+        error_backoff=4.0,
+        max_errors=5,
+        max_interval=60.0,
+        ttl=7.0,
+    )
