@@ -107,7 +107,7 @@ class Settings:
             "DATABASE_URL",
             "must be a sqlite:/// or postgresql+psycopg:// URL",
         )
-        need(":" in self.bind or self.bind.startswith("unix:"), "BIND", "must be HOST:PORT")
+        need(":" in self.bind, "BIND", "must be HOST:PORT")  # or unix:PATH
         need(self.gbg_api_version in ("v1", "v2"), "GBG_API_VERSION", "must be v1 or v2")
         need(self.gbg_region in REGIONS, "GBG_REGION", "must be " + ", ".join(REGIONS))
         for var, url in (

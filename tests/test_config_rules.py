@@ -197,6 +197,22 @@ HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32
             },
             ["RECEIVER_API_TOKENS: is a placeholder, not a secret; " + HINT],
         ),
+        ({"RECEIVER_DATABASE_URL": "postgresql+psycopg://u@db.internal/receiver"}, []),
+        ({"RECEIVER_GBG_API_VERSION": "v1"}, []),
+        (
+            {
+                "RECEIVER_POLL_INTERVAL": "0.5",
+                "RECEIVER_POLL_LEASE": "0.5",
+                "RECEIVER_GBG_RATE_LIMIT": "0.5",
+                "RECEIVER_RETENTION_DAYS": "0.5",
+                "RECEIVER_GBG_TIMEOUT": "0.5",
+            },
+            [],
+        ),
+        (
+            {"RECEIVER_POLL_MAX_INTERVAL": "1:2", "RECEIVER_POLL_INTERVAL": "400"},
+            ["RECEIVER_POLL_MAX_INTERVAL: '1:2' is not a number"],
+        ),
         ({"RECEIVER_POLL_INTERVAL": "soon"}, ["RECEIVER_POLL_INTERVAL: 'soon' is not a number"]),
         (
             {"RECEIVER_POLL_INTERVAL": "nan"},
@@ -260,6 +276,22 @@ def test_a_password_without_its_user_names_the_user() -> None:
     assert caught.value.problems == [
         "RECEIVER_WEBHOOK_USERNAME: RECEIVER_WEBHOOK_USERNAME and RECEIVER_WEBHOOK_PASSWORD go together"
     ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", True),
+        ("Yes", True),
+        ("on", True),
+        ("0", False),
+        ("FALSE", False),
+        ("off", False),
+        ("No", False),
+    ],
+)
+def test_booleans_take_the_usual_spellings(raw: str, value: bool) -> None:
+    assert Settings.from_env(BASIC | {"RECEIVER_STORE_PII": raw}).store_pii is value
 
 
 def test_the_process_environment_is_read_when_none_is_given(

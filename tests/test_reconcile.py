@@ -272,3 +272,77 @@ def test_a_webhook_keeps_the_error_count_unless_polling_had_given_up() -> None:
     after = decide(stopped, WebhookReceived(ID, claim=None), NOW, POLICY).instance
     assert (after.poll_errors, after.polling_gave_up) == (0, False)
     assert after.webhook_claim == "Completed"  # a webhook without a claim keeps the last one
+
+
+RESULT = {"outcome": "Of Age"}
+JOURNEY = {"name": "age", "endedAt": None}
+
+
+def fetched(status: str, gbg_status: str, **more: object) -> Fetched:
+    state = GbgState(
+        status, gbg_status, "Of Age", RESULT, JOURNEY, document={"status": gbg_status}, **more
+    )
+    return Fetched(ID, state)
+
+
+def test_a_fetch_in_progress_is_kept_whole_and_schedules_the_next() -> None:
+    policy = Policy(jitter=0.1)
+    due = instance(poll_errors=2, polling_gave_up=False)
+    after = decide(due, fetched(IN_PROGRESS, "InProgress"), NOW, policy).instance
+    expected = next_poll_at(policy, instance_id=ID, registered_at=NOW - 400, now=NOW)
+    assert after == replace(
+        due,
+        gbg_status="InProgress",
+        outcome="Of Age",
+        result=RESULT,
+        journey=JOURNEY,
+        state={"status": "InProgress"},
+        last_polled_at=NOW,
+        poll_errors=0,
+        next_poll_at=expected,
+        updated_at=NOW,
+    )
+
+
+def test_a_final_fetch_settles_the_instance_whole() -> None:
+    due = instance(poll_errors=2)
+    after = decide(due, fetched(COMPLETED, "Completed", completed_at=NOW - 9), NOW, POLICY).instance
+    assert after == replace(
+        due,
+        status=COMPLETED,
+        source="poll",
+        gbg_status="Completed",
+        outcome="Of Age",
+        result=RESULT,
+        journey=JOURNEY,
+        state={"status": "Completed"},
+        last_polled_at=NOW,
+        poll_errors=0,
+        completed_at=NOW - 9,
+        next_poll_at=None,
+        updated_at=NOW,
+    )
+
+
+def test_a_fetch_after_the_end_or_after_expiry_schedules_nothing() -> None:
+    done = instance(COMPLETED, next_poll_at=NOW + 5)
+    after = decide(done, fetched(IN_PROGRESS, "InProgress"), NOW, POLICY).instance
+    assert after == replace(done, last_polled_at=NOW, updated_at=NOW, next_poll_at=None)
+    gone = instance(EXPIRED, next_poll_at=NOW + 5)
+    after = decide(gone, fetched(IN_PROGRESS, "InProgress"), NOW, POLICY).instance
+    assert (after.status, after.next_poll_at, after.gbg_status) == (EXPIRED, None, "InProgress")
+
+
+def test_a_webhook_marks_its_time() -> None:
+    due = instance()
+    after = decide(due, WebhookReceived(ID, claim="Completed"), NOW, POLICY).instance
+    assert (after.webhook_received_at, after.updated_at, after.webhook_claim) == (
+        NOW,
+        NOW,
+        "Completed",
+    )
+
+
+def test_an_unknown_instance_is_named() -> None:
+    with pytest.raises(UnknownInstance, match=f"^'?{ID}'?$"):
+        decide(None, TtlPassed(ID), NOW, POLICY)
