@@ -143,3 +143,5 @@ def test_outbox_lists_and_replay_sends_again(tmp_path: Path) -> None:
     assert (replayed["status"], replayed["attempts"]) == ("pending", 0)
     assert cli(env, "outbox", "--failed").stdout == ""
     assert "no such message: 999" in cli(env, "replay", "999").stderr
+    huge = str(2**63)  # no store column holds it: no message, not a crash
+    assert f"no such message: {huge}" in cli(env, "replay", huge).stderr

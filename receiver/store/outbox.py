@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from receiver.store.schema import outbox
+from receiver.store.schema import MAX_ID, outbox
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
@@ -126,7 +126,10 @@ def release(conn: Connection, owner: str) -> int:
 
 
 def replay(conn: Connection, seq: int, now: float) -> Message | None:
-    """Send a failed (or delivered) message again, from now, with a fresh schedule."""
+    """Send a failed (or delivered) message again, from now, with a fresh schedule; None
+    if there is no such message (a seq no column can hold never reaches the database)."""
+    if not 0 < seq <= MAX_ID:
+        return None
     conn.execute(
         outbox.update()
         .where(outbox.c.seq == seq, outbox.c.status != PENDING)

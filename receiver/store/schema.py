@@ -21,6 +21,7 @@ metadata = sa.MetaData()
 # BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid alias that
 # AUTOINCREMENT (never reusing a deleted seq) applies to.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest id a BigId column holds, on either database
 
 instances = sa.Table(
     "instances",

@@ -14,6 +14,7 @@ from receiver.domain.model import INSTANCE_ID
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable, Problem, Throttled
 from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
 from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
+from receiver.store.schema import MAX_ID
 from receiver.web import context, reads
 from receiver.web.bodies import parse_object, read_body
 
@@ -149,7 +150,7 @@ def outbox() -> dict[str, Any]:
     instance_id = request.args.get("instanceId")
     if instance_id is not None and not INSTANCE_ID.fullmatch(instance_id):
         raise Problem(400, "Invalid instanceId", "instanceId: an instance id")
-    after = reads.int_arg(request.args, "after", 0, 0, reads.MAX_SEQ)
+    after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
     limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
     rows = context.services().store.messages(
         status=status, limit=limit, after=after, instance_id=instance_id
@@ -163,9 +164,7 @@ def outbox() -> dict[str, Any]:
 @bp.post("/outbox/<int:message_id>/replay")
 def replay(message_id: int) -> dict[str, Any]:
     """Send a message again from now (a failed one, typically), with a fresh schedule."""
-    message = None
-    if message_id <= reads.MAX_SEQ:  # larger ids fit no store column: certainly no message
-        message = notify.replay(context.services(), message_id)
+    message = notify.replay(context.services(), message_id)
     if message is None:
         raise Problem(404, "Not found", "no such message")
     return outbox_json(message)
@@ -173,7 +172,7 @@ def replay(message_id: int) -> dict[str, Any]:
 
 @bp.get("/events")
 def events() -> dict[str, Any]:
-    after = reads.int_arg(request.args, "after", 0, 0, reads.MAX_SEQ)
+    after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
     limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
     rows = context.services().store.events_after(after, limit)
     return {

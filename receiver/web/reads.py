@@ -13,7 +13,6 @@ from receiver.errors import Problem
 from receiver.web import context
 
 MAX_PAGE = 1000
-MAX_SEQ = 2**63 - 1  # the largest id a store column holds
 
 
 def known(instance_id: str) -> Instance:

@@ -207,9 +207,7 @@ def erase(instance_id: str) -> Any:
 
 @bp.post("/outbox/<int:message_id>/replay")
 def replay(message_id: int) -> Redirect:
-    message = None
-    if message_id <= reads.MAX_SEQ:  # larger ids fit no store column: certainly no message
-        message = notify.replay(context.services(), message_id)
+    message = notify.replay(context.services(), message_id)
     if message is None:
         raise Problem(404, "Not found", "no such message")
     flash(f"Message {message.seq} will be sent again now.", "ok")
