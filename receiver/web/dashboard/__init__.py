@@ -62,7 +62,7 @@ def _require_session() -> Redirect | None:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers.update(signin.headers())
+    response.headers.update(signin.HEADERS)
     return response
 
 
@@ -85,7 +85,12 @@ def csrf_token() -> str:
 
 @bp.app_template_filter("at")
 def _at(ts: float | None) -> str:
-    shown = rfc3339(ts)
+    return _when(rfc3339(ts))
+
+
+@bp.app_template_filter("when")
+def _when(shown: str | None) -> str:
+    """An RFC 3339 time of the API's shapes, as a person reads it."""
     return shown.replace("T", " ").replace("Z", " UTC") if shown else "—"
 
 
@@ -136,8 +141,7 @@ def home() -> str:
 
 @bp.get("/instances")
 def instances() -> str:
-    filters = {k: v for k, v in request.args.items() if k in ("status", "reference", "givenUp")}
-    filters = {k: v for k, v in filters.items() if v}
+    filters = {k: v for k in ("status", "reference", "givenUp") if (v := request.args.get(k))}
     page, next_cursor = reads.instance_page(filters | _cursor(), PAGE)
     return render_template(
         "dashboard/instances.html",

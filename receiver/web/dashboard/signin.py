@@ -114,16 +114,15 @@ def check_csrf() -> None:
         abort(400, "the form's CSRF token is missing or out of date: reload the page")
 
 
-def headers() -> dict[str, str]:
-    """What every dashboard answer carries: no inline scripts or styles, no framing, no
-    caching of pages that show instances."""
-    return {
-        "Content-Security-Policy": (
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-    }
+# What every dashboard answer carries: no inline scripts or styles, no framing, no caching
+# of pages that show instances.
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
