@@ -54,9 +54,33 @@ def test_store_down_fails_the_whole_batch_with_store_unavailable() -> None:
         committer.submit(1)
 
 
-def test_a_write_that_hangs_is_answered_as_unavailable_not_waited_for() -> None:
-    stuck = threading.Event()
-    committer = GroupCommitter(lambda items: stuck.wait(30) and [None] * len(items), timeout=0.2)
-    with pytest.raises(StoreUnavailable, match=r"no commit within 0\.2 s"):
-        committer.submit(1)
-    stuck.set()
+def test_a_caller_alone_writes_in_its_own_thread() -> None:
+    writers: list[threading.Thread] = []
+
+    def write(items: list[tuple[int]]) -> list[int]:
+        writers.append(threading.current_thread())
+        return [n + 1 for (n,) in items]
+
+    committer = GroupCommitter(write)
+    assert [committer.submit(n) for n in range(3)] == [1, 2, 3]
+    assert writers == [threading.current_thread()] * 3  # no hand-off to another thread
+
+
+def test_callers_behind_a_write_that_hangs_are_answered_as_unavailable() -> None:
+    stuck, writing = threading.Event(), threading.Event()
+
+    def write(items: list[tuple[int]]) -> list[None]:
+        writing.set()
+        stuck.wait(30)
+        return [None] * len(items)
+
+    committer = GroupCommitter(write, timeout=0.2)
+    with ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(committer.submit, 1)
+        assert writing.wait(5)
+        with pytest.raises(StoreUnavailable, match=r"no commit within 0\.2 s"):
+            committer.submit(2)
+        stuck.set()
+        assert leader.result(5) is None
+    # The one that gave up left the queue: the next caller leads and writes alone.
+    assert committer.submit(3) is None
