@@ -57,6 +57,21 @@ def test_registered_instance_round_trips(store: Store) -> None:
     assert store.get("nope") is None
 
 
+def test_the_inbox_statement_commits_alone_and_leaves_the_pool_transactional(
+    store: Store,
+) -> None:
+    store.append_delivery(delivery("ac-1"))
+
+    def half_done(conn: sa.Connection) -> None:  # a transaction that fails half-way
+        conn.execute(schema.deliveries.delete())
+        raise RuntimeError("stop")
+
+    for _ in range(3):  # every pooled connection the append could have used
+        with pytest.raises(RuntimeError):
+            store.db.transaction(half_done)
+    assert [r["instance_id"] for r in store.deliveries_for("ac-1")] == ["ac-1"]
+
+
 def test_a_delivery_waits_in_the_inbox_until_folded(store_services: Services) -> None:
     store = store_services.store
     store.append_delivery(delivery("w-1", body=b'{"instanceId":"w-1"}'))
