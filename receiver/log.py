@@ -18,6 +18,9 @@ from typing import Any
 from receiver.config import Settings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# A WSGI environ key: the app logged this request's outcome in an event of its own
+# (an accepted webhook), so the access log adds no second line for it.
+LOGGED = "receiver.logged"
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _PII_KEYS = {"subject", "identity", "body", "password", "token", "authorization"}

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _FORWARD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, 36000.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_HOST = socket.gethostname()  # asked once: prometheus-client asks for the id at every count
 
 
 class Metrics:
@@ -109,7 +110,7 @@ def worker_exited(directory: str, pid: int) -> None:
 
 def process_id(pid: int | None = None) -> str:
     """This process's name among all that count into one metrics directory."""
-    return f"{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+    return f"{_HOST}-{os.getpid() if pid is None else pid}"
 
 
 # Gauges read from the store at scrape time: name, help, key of the store's snapshot.

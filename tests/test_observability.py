@@ -57,6 +57,15 @@ def test_metrics_add_up_across_two_workers(tmp_path: Path, procs: list[Proc]) ->
         assert seen["gbg_receiver_inbox_depth"] == sent
         assert seen["gbg_receiver_inbox_oldest_age_seconds"] > 0
     assert web.stop() == 0
+    # One line per request: an accepted webhook's own event stands in for the access line.
+    lines = [json.loads(x) for x in web.log.read_text().splitlines() if x.startswith("{")]
+    accepted = [x for x in lines if x["event"] == "webhook.accepted"]
+    access = [x for x in lines if x["event"] == "http.access"]
+    assert len(accepted) == sent
+    assert all(x["status"] == 202 and len(x["request_id"]) == 32 for x in accepted)
+    hooks = [x["status"] for x in access if x["path"] == "/webhooks/gbg"]
+    assert hooks == [422, 422, 422]
+    assert [x["status"] for x in access if x["path"] == "/metrics"] == [200, 200, 200]
 
 
 def test_no_secret_or_identity_data_in_any_log_line(tmp_path: Path, procs: list[Proc]) -> None:

@@ -14,7 +14,7 @@ from gunicorn import glogging
 
 from receiver import metrics
 from receiver.config import Settings
-from receiver.log import configure_logging
+from receiver.log import LOGGED, configure_logging
 
 _settings = Settings.from_env()
 configure_logging(_settings, stream=sys.stdout)  # the master's own lines, as JSON too
@@ -31,7 +31,9 @@ keepalive = 5
 # RECEIVER_TRUSTED_PROXIES hops; gunicorn itself believes none of them.
 forwarded_allow_ips = ""
 logger_class = "receiver.web.gunicorn_conf.GunicornLogger"
-accesslog = "-"  # one JSON "http.access" event per request, on stdout with the app's logs
+# One JSON "http.access" event per request, on stdout with the app's logs; an accepted
+# webhook's own "webhook.accepted" event stands in for it.
+accesslog = "-"
 # gunicorn's control socket lives at one path per user; two services would fight over it.
 control_socket_disable = True
 
@@ -67,7 +69,7 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships n
             logger.propagate = True  # to the root handler of configure_logging()
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
+        if not self.access_log_enabled or environ.get(LOGGED):
             return
         status = str(resp.status).split(None, 1)[0]
         headers = {k.lower(): v for k, v in resp.headers}

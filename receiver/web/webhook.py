@@ -23,6 +23,7 @@ from receiver.config import Settings
 from receiver.domain.model import INSTANCE_ID
 from receiver.domain.privacy import WEBHOOK, allowed_headers, minimal
 from receiver.errors import Problem
+from receiver.log import LOGGED
 from receiver.store.inbox import Delivery
 from receiver.web import context
 from receiver.web.bodies import parse_object, read_body
@@ -63,9 +64,11 @@ def receive() -> tuple[dict[str, Any], int]:
         claim=str(claim)[:64] if claim is not None else None,
     )
     usecases.record_webhook(services, delivery)
+    # One line per webhook, the access log's included (it skips requests marked LOGGED).
     log.info(
         "webhook.accepted",
         extra={
+            "status": 202,
             "instance_id": instance_id,
             "peer": request.remote_addr,
             "scheme": request.scheme,
@@ -73,6 +76,7 @@ def receive() -> tuple[dict[str, Any], int]:
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
+    request.environ[LOGGED] = True
     return {"instanceId": instance_id}, 202
 
 
