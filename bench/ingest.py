@@ -1,22 +1,80 @@
-"""Ingest: POST /webhooks/gbg against a bare Flask endpoint on the same gunicorn config."""
+"""Ingest: POST /webhooks/gbg against a bare Flask endpoint on the same gunicorn config.
+
+This machine's speed drifts by a factor of two within minutes (other tenants), so the
+three servers run side by side and take turns in short rounds: bare, SQLite,
+PostgreSQL, and so on, with one more bare run at the end. Each target's ratio in a
+round is its rate over the mean of the bare runs just before and just after it; the
+figure reported is the median of the rounds.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.harness import children, environment, free_port, gunicorn, rss_kib, wait_http, wrk
 
-SECONDS = 8
+SECONDS = 5
+ROUNDS = 5
 CONNECTIONS = 16
+TARGETS = ("sqlite", "postgres")
 
 
-def measure(
-    name: str, app: str, database_url: str, out: Path, *, memory: int = 0
-) -> dict[str, Any]:
-    """Full load, then half that rate; with ``memory``, worker RSS until that many webhooks."""
+def measure(databases: dict[str, str], out: Path, *, memory: int = 0) -> dict[str, Any]:
+    """``databases``: a URL for "bare" (unused by it), "sqlite" and "postgres"."""
+    with ExitStack() as stack:
+        urls, masters = {}, {}
+        for name, database_url in databases.items():
+            app = "bench.bare:app" if name == "bare" else "wsgi:app"
+            urls[name], masters[name] = start(stack, name, app, database_url, out)
+        for name, url in urls.items():
+            wrk(url, seconds=2, connections=CONNECTIONS, run=f"{name}-warm")
+        rounds: list[dict[str, dict[str, float]]] = []
+        for n in range(ROUNDS):
+            rounds.append(
+                {
+                    name: wrk(url, seconds=SECONDS, connections=CONNECTIONS, run=f"{name}-r{n}")
+                    for name, url in urls.items()
+                }
+            )
+        last_bare = wrk(urls["bare"], seconds=SECONDS, connections=CONNECTIONS, run="bare-last")
+        bares = [r["bare"] for r in rounds] + [last_bare]
+        result: dict[str, Any] = {"rounds": rounds, "bare": bares}
+        for name in TARGETS:
+            ratios = [
+                r[name]["rps"] / ((bares[n]["rps"] + bares[n + 1]["rps"]) / 2)
+                for n, r in enumerate(rounds)
+            ]
+            result[name] = {
+                "ratio": median(ratios),
+                "ratios": ratios,
+                "rps": median(r[name]["rps"] for r in rounds),
+                "p50_ms": median(r[name]["p50_ms"] for r in rounds),
+                "p99_ms": median(r[name]["p99_ms"] for r in rounds),
+            }
+        result["bare_rps"] = median(b["rps"] for b in bares)
+        full = {name: [r[name] for r in rounds] for name in TARGETS}
+        full["bare"] = bares
+        # Half load: each at half its own full rate; bare before and after the others.
+        result["half"] = {
+            run: half_load(urls[name], full[name], run)
+            for run, name in (
+                ("bare", "bare"),
+                ("sqlite", "sqlite"),
+                ("postgres", "postgres"),
+                ("bare-after", "bare"),
+            )
+        }
+        if memory:
+            result["memory"] = memory_growth(urls["postgres"], masters["postgres"], memory)
+    return result
+
+
+def start(stack: ExitStack, name: str, app: str, database_url: str, out: Path) -> tuple[str, Any]:
     port = free_port()
     env = environment(database_url, RECEIVER_BIND=f"127.0.0.1:{port}")
     if app == "wsgi:app":
@@ -24,37 +82,31 @@ def measure(
             [sys.executable, "-m", "receiver", "migrate"], env=env, check=True, capture_output=True
         )
     url = f"http://127.0.0.1:{port}/webhooks/gbg"
-    sent = 0
-    with gunicorn(app, env, out / f"ingest-{name}.log") as master:
-        wait_http(url)
-        sent += wrk(url, seconds=2, connections=CONNECTIONS, run=f"{name}-warm")["requests"]
-        full = wrk(url, seconds=SECONDS, connections=CONNECTIONS, run=f"{name}-full")
-        half = half_load(url, full, name)
-        sent += full["requests"] + half["requests"]
-        result: dict[str, Any] = {"name": name, "full": full, "half": half}
-        if memory:
-            workers = children(master.pid)
-            before = {p: rss_kib(p) for p in workers}
-            start = sent
-            while sent < memory:
-                sent += wrk(url, seconds=10, connections=CONNECTIONS, run=f"{name}-m{sent}")[
-                    "requests"
-                ]
-            after = {p: rss_kib(p) for p in workers}
-            result["memory"] = {
-                "measured_from": start,
-                "webhooks": sent,
-                "workers": len(workers),
-                "rss_before_kib": max(before.values()),
-                "rss_after_kib": max(after.values()),
-            }
-    return result
+    master = stack.enter_context(gunicorn(app, env, out / f"ingest-{name}.log"))
+    wait_http(url)
+    return url, master
 
 
-def half_load(url: str, full: dict[str, float], name: str) -> dict[str, float]:
+def half_load(url: str, full: list[dict[str, float]], name: str) -> dict[str, float]:
     """wrk has no fixed rate: space each connection's requests, correcting once."""
-    target = full["rps"] / 2
-    delay = max(0.0, CONNECTIONS / target * 1000 - full["mean_ms"])
+    target = median(f["rps"] for f in full) / 2
+    delay = max(0.0, CONNECTIONS / target * 1000 - median(f["mean_ms"] for f in full))
     probe = wrk(url, seconds=3, connections=CONNECTIONS, run=f"{name}-probe", delay_ms=delay)
     delay = max(0.0, CONNECTIONS / target * 1000 - probe["mean_ms"])
     return wrk(url, seconds=SECONDS, connections=CONNECTIONS, run=f"{name}-half", delay_ms=delay)
+
+
+def memory_growth(url: str, master: Any, webhooks: int) -> dict[str, int]:
+    """Largest worker RSS before and after ``webhooks`` more webhooks."""
+    workers = children(master.pid)
+    before = {p: rss_kib(p) for p in workers}
+    sent = 0
+    while sent < webhooks:
+        sent += int(wrk(url, seconds=10, connections=CONNECTIONS, run=f"m{sent}")["requests"])
+    after = {p: rss_kib(p) for p in workers}
+    return {
+        "webhooks": sent,
+        "workers": len(workers),
+        "rss_before_kib": max(before.values()),
+        "rss_after_kib": max(after.values()),
+    }
