@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from bisect import bisect_right
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import requests
 import sqlalchemy as sa
 
 from bench.harness import PYTHON, environment, process, rss_kib
@@ -49,7 +53,7 @@ def load_due(engine: sa.Engine, count: int, now: float) -> list[str]:
 
 
 def measure(
-    database_url: str, out: Path, latency: float, concurrency: int, rate: float
+    database_url: str, out: Path, latency: float, concurrency: int, rate: float, workers: int = 1
 ) -> dict[str, Any]:
     engine = make_engine(database_url)
     upgrade(engine)
@@ -72,18 +76,26 @@ def measure(
         RECEIVER_POLL_CONCURRENCY=str(concurrency),
         RECEIVER_GBG_RATE_LIMIT=str(rate),
     )
-    name = f"poller-l{int(latency * 1000)}-c{concurrency}-r{int(rate)}"
-    rss = []
+    name = f"poller-l{int(latency * 1000)}-c{concurrency}-r{int(rate)}-w{workers}"
+    rss, cpu = [], 0.0
     try:
-        with process([PYTHON, "-m", "receiver", "poller"], env, out / f"{name}.log") as proc:
+        with ExitStack() as stack:
+            procs = [
+                stack.enter_context(
+                    process([PYTHON, "-m", "receiver", "poller"], env, out / f"{name}-{n}.log")
+                )
+                for n in range(workers)
+            ]
             deadline = time.monotonic() + 30
             while not sim.fetches() and time.monotonic() < deadline:
                 time.sleep(0.05)
             started = time.time()
+            cpu = -sum(cpu_seconds(p.pid) for p in procs)
             time.sleep(2)
-            rss.append(rss_kib(proc.pid))
+            rss.append(rss_kib(procs[0].pid))
             time.sleep(max(0.0, started + WINDOW - time.time()))
-            rss.append(rss_kib(proc.pid))
+            rss.append(rss_kib(procs[0].pid))
+            cpu += sum(cpu_seconds(p.pid) for p in procs)
     finally:
         server.shutdown()
         server.server_close()
@@ -92,7 +104,7 @@ def measure(
     in_window = [s for s in starts if started <= s < started + WINDOW]
     busiest = max((bisect_right(starts, s + 1.0) - i for i, s in enumerate(starts)), default=0)
     achieved = len(in_window) / WINDOW
-    ideal = min(rate, concurrency / latency)
+    ideal = min(rate, workers * concurrency / latency)
     return {
         "latency_ms": latency * 1000,
         "concurrency": concurrency,
@@ -104,4 +116,69 @@ def measure(
         "fetches": len(starts),
         "rss_kib": rss,
         "token_requests": sim.token_requests,
+        "workers": workers,
+        "overlapping": overlapping(sim.fetches()),
+        "cpu_ms_per_fetch": cpu / max(1, len(in_window)) * 1000,
     }
+
+
+def overlapping(fetches: list[dict[str, Any]]) -> int:
+    """Fetches of an instance that began before its previous fetch had ended."""
+    by_instance: dict[str, list[dict[str, Any]]] = {}
+    for f in fetches:
+        by_instance.setdefault(f["instanceId"], []).append(f)
+    count = 0
+    for calls in by_instance.values():
+        calls.sort(key=lambda c: c["start"])
+        count += sum(1 for a, b in itertools.pairwise(calls) if b["start"] < a["end"])
+    return count
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stand_in_alone(latency: float, concurrency: int, seconds: float = 5.0) -> float:
+    """Fetches/s the GBG stand-in serves by itself to ``concurrency`` plain HTTP clients."""
+    sim = Simulator()
+    server = sim.server()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    now = time.time()
+    sim.instances["alone"] = SimInstance("alone", "bench@1", now - 60, status="Completed")
+    sim.latency = latency
+    token = requests.post(
+        f"{base}/as/token.oauth2",
+        data={
+            "grant_type": "client_credentials",
+            "scope": "gbg.token",
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
+        },
+        timeout=10,
+    ).json()["access_token"]
+    stop = time.monotonic() + seconds
+    counts = [0] * concurrency
+
+    def client(k: int) -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.headers["Authorization"] = f"Bearer {token}"
+            while time.monotonic() < stop:
+                session.post(
+                    f"{base}/v2/captain/journey/state/fetch",
+                    json={"instanceId": "alone"},
+                    timeout=10,
+                )
+                counts[k] += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.shutdown()
+    server.server_close()
+    return sum(counts) / seconds
