@@ -137,6 +137,25 @@ def test_the_token_endpoint_refusing_the_credentials_is_an_auth_error(
         client(gbg).fetch_state("i-1")
 
 
+def test_a_base_url_with_a_path_and_a_trailing_slash_joins_with_one_slash(gbg: Gbg) -> None:
+    gbg.script["/gbg" + FETCH] = [ok({"status": "Completed"})]
+    GbgClient(
+        base_url=gbg.url + "/gbg/",
+        token_url=gbg.url + TOKEN,
+        client_id="id",
+        client_secret="secret",
+        clock=Clock(),
+    ).fetch_state("i-1")
+    assert gbg.paths() == [TOKEN, "/gbg" + FETCH]
+
+
+def test_a_token_endpoint_fault_is_named_as_the_token_endpoints(gbg: Gbg) -> None:
+    gbg.script[TOKEN] = [(200, b" " * (MAX_ANSWER + 1), {})]
+    with pytest.raises(GbgUnavailable) as caught:
+        client(gbg).fetch_state("i-1")
+    assert (str(caught.value), caught.value.kind) == ("token endpoint: answer too large", "token")
+
+
 def test_the_token_endpoint_failing_stops_fetches_as_a_token_error(gbg: Gbg) -> None:
     for status, headers, wait in ((429, {"Retry-After": "7"}, 7.0), (503, {}, None)):
         gbg.script[TOKEN] = [(status, b"", headers)]

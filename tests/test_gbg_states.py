@@ -53,7 +53,9 @@ def test_the_last_step_outcome_wins_and_empty_or_odd_ones_are_passed_over() -> N
         "odd",
     ]
     assert parse_state(v2(steps)).outcome == "Of Age"
-    assert parse_state(v2([{"result": {"outcome": "O" * 300}}])).outcome == "O" * 256
+    long = v2([{"result": {"outcome": "O" * 300}}])
+    assert parse_state(long).outcome == "O" * 256
+    assert parse_state(long, store_pii=True).outcome == "O" * 256  # kept whole, cut all the same
     assert parse_state(v2([{"result": {"outcome": 5}}])).outcome is None
 
 

@@ -79,3 +79,19 @@ def test_a_slot_is_used_up_to_stale_seconds_late_and_dropped_after(store: Store)
     now = math.nextafter(third + rate.STALE, math.inf)
     assert slots.take(lambda: now) > third  # any later: dropped, the next one taken
     assert store.fetch_standing()[0] == reserved  # all from what was reserved at first
+
+
+def test_a_thread_alone_reserves_one_slot_at_a_time(store: Store) -> None:
+    slots, step = FetchSlots(store.db, 1.0), 1.0 / rate.HEADROOM
+    assert [slots.take(lambda: 1000.0) for _ in range(6)] == pytest.approx(
+        [1000.0 + n * step for n in range(6)]
+    )
+    assert store.fetch_standing()[0] == pytest.approx(1000.0 + 6 * step)  # none reserved idle
+
+
+def test_at_high_rates_the_next_stale_seconds_are_reserved_together(store: Store) -> None:
+    slots, step = FetchSlots(store.db, 1000.0), 1.0 / (1000.0 * rate.HEADROOM)
+    assert slots.take(lambda: 1000.0) == 1000.0
+    reserved = (store.fetch_standing()[0] - 1000.0) / step
+    assert reserved == pytest.approx(round(reserved))
+    assert rate.STALE - step < reserved * step <= rate.STALE  # as many as fit in STALE

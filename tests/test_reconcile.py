@@ -333,6 +333,12 @@ def test_a_fetch_after_the_end_or_after_expiry_schedules_nothing() -> None:
     assert (after.status, after.next_poll_at, after.gbg_status) == (EXPIRED, None, "InProgress")
 
 
+def test_ttl_expiry_settles_the_instance_whole() -> None:
+    due = instance(poll_errors=2, next_poll_at=NOW + 5)
+    after = decide(due, TtlPassed(ID), NOW, POLICY).instance
+    assert after == replace(due, status=EXPIRED, source="poll", next_poll_at=None, updated_at=NOW)
+
+
 def test_a_webhook_marks_its_time() -> None:
     due = instance()
     after = decide(due, WebhookReceived(ID, claim="Completed"), NOW, POLICY).instance

@@ -111,5 +111,6 @@ def test_releasing_one_lease_leaves_the_owners_others(store: Store) -> None:
     assert store.release("w", "r-b") == 1
     assert sorted(i for i, _, _ in store.leases()) == ["r-a", "r-c"]
     assert store.claim("r-b", "other", T, 30.0)
+    assert store.release("w", "r-b") == 0  # another owner's lease is not ours to give back
     assert store.release("w") == 2
     assert [i for i, _, _ in store.leases()] == ["r-b"]

@@ -69,7 +69,7 @@ def decide(
         case TtlPassed():
             after = current
             if current.status == IN_PROGRESS:
-                after = _settle(current, EXPIRED, _source(current, "poll"), now, next_poll_at=None)
+                after = _settle(current, EXPIRED, _source(current, "poll"), now)
     event = None
     if after.status != current.status:
         event = Event(after.instance_id, after.status, current.status, after.source, now)
@@ -114,7 +114,7 @@ def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Ins
         updated_at=now,
     )
     if state.status in FINAL:
-        settled = _settle(after, state.status, _source(current, obs.by), now, next_poll_at=None)
+        settled = _settle(after, state.status, _source(current, obs.by), now)
         return replace(settled, completed_at=state.completed_at or now)
     if current.status == EXPIRED:
         return replace(after, next_poll_at=None)
@@ -166,7 +166,6 @@ def _source(current: Instance, by: str) -> str:
     return "webhook" if current.webhook_received_at is not None else "poll"
 
 
-def _settle(
-    current: Instance, status: str, source: str, now: float, *, next_poll_at: float | None
-) -> Instance:
-    return replace(current, status=status, source=source, next_poll_at=next_poll_at, updated_at=now)
+def _settle(current: Instance, status: str, source: str, now: float) -> Instance:
+    """A final status: nothing more to fetch."""
+    return replace(current, status=status, source=source, next_poll_at=None, updated_at=now)

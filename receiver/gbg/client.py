@@ -125,19 +125,18 @@ class GbgClient:
         return instance_id, url if link else None
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        for attempt in (1, 2):
-            token = self.token()
-            response, content = self._send(
-                self.base_url + path,
-                path,
-                json=payload,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            if response.status_code == 401 and attempt == 1:
-                self._invalidate(token)  # expired or revoked early: one fresh token, once
-                continue
-            return _answer(response, content, path)
-        raise GbgAuthError(f"{path}: 401 with a fresh token")
+        token, (response, content) = self._post_once(path, payload)
+        if response.status_code == 401:  # expired or revoked early: one fresh token, once
+            self._invalidate(token)
+            _, (response, content) = self._post_once(path, payload)
+        return _answer(response, content, path)
+
+    def _post_once(
+        self, path: str, payload: dict[str, Any]
+    ) -> tuple[str, tuple[requests.Response, bytes]]:
+        token = self.token()
+        headers = {"Authorization": f"Bearer {token}"}
+        return token, self._send(self.base_url + path, path, json=payload, headers=headers)
 
     def _send(self, url: str, what: str, **request: Any) -> tuple[requests.Response, bytes]:
         try:
