@@ -46,8 +46,10 @@ def run(services: Services, *, tick: float = TICK) -> None:
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("worker.stopping", extra={"signal": signal.Signals(signum).name})
         stopping.set()
+        # Not in the handler itself: it runs on the main thread, which may hold the lock a
+        # finishing job needs (the scheduler's, logging's) while shutdown waits for jobs.
         if scheduler.running:
-            scheduler.shutdown(wait=True)
+            threading.Thread(target=scheduler.shutdown, name="stopping").start()
 
     now = datetime.now(UTC)
     jobs: list[tuple[Callable[[], object], float]] = [
