@@ -8,18 +8,26 @@ delivery's `folded_at - received_at` is read from the store afterwards.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import PYTHON, environment, free_port, gunicorn, process, summary, wait_http, wrk
+from bench.harness import (
+    PYTHON,
+    environment,
+    free_port,
+    gunicorn,
+    process,
+    simulator,
+    summary,
+    wait_http,
+    wrk,
+)
 from receiver.migrations import upgrade
 from receiver.store.engine import make_engine
 from receiver.store.schema import deliveries, metadata
-from receiver.testing.simulator import Simulator
 
 SECONDS = 8
 CONNECTIONS = 16
@@ -32,22 +40,12 @@ def measure(database_url: str, out: Path) -> dict[str, Any]:
     with engine.begin() as conn:  # the ingest runs left their deliveries behind
         for name in ("deliveries", "events", "outbox", "instances"):
             conn.execute(metadata.tables[name].delete())
-    sim = Simulator()
-    server = sim.server()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
     port = free_port()
-    env = environment(
-        database_url,
-        RECEIVER_BIND=f"127.0.0.1:{port}",
-        RECEIVER_GBG_BASE_URL=base,
-        RECEIVER_GBG_TOKEN_URL=f"{base}/as/token.oauth2",
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
-        RECEIVER_CONFIRM_DELAY="1",
-    )
     url = f"http://127.0.0.1:{port}/webhooks/gbg"
-    try:
+    with simulator() as (_sim, gbg):
+        env = environment(
+            database_url, RECEIVER_BIND=f"127.0.0.1:{port}", RECEIVER_CONFIRM_DELAY="1", **gbg
+        )
         with (
             gunicorn("wsgi:app", env, out / "fold-web.log"),
             process([PYTHON, "-m", "receiver", "poller"], env, out / "fold-poller.log"),
@@ -57,9 +55,6 @@ def measure(database_url: str, out: Path) -> dict[str, Any]:
             deadline = time.monotonic() + 30
             while unfolded(engine) and time.monotonic() < deadline:
                 time.sleep(0.1)
-    finally:
-        server.shutdown()
-        server.server_close()
     with engine.connect() as conn:
         rows = conn.execute(sa.select(deliveries.c.received_at, deliveries.c.folded_at)).all()
     engine.dispose()

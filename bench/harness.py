@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from receiver.testing.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -64,6 +67,29 @@ def gunicorn(app: str, env: dict[str, str], log: Path) -> Any:
     """gunicorn with receiver.web.gunicorn_conf, exactly as `gbg-receiver web` runs it."""
     conf = "python:receiver.web.gunicorn_conf"
     return process([PYTHON, "-m", "gunicorn", "-c", conf, "--chdir", str(ROOT), app], env, log)
+
+
+@contextmanager
+def simulator() -> Iterator[tuple[Simulator, dict[str, str]]]:
+    """The GBG simulator on an ephemeral loopback port, in this process, and the
+    RECEIVER_GBG_* settings that point a receiver at it."""
+    sim = Simulator()
+    server = sim.server()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield (
+            sim,
+            {
+                "RECEIVER_GBG_BASE_URL": base,
+                "RECEIVER_GBG_TOKEN_URL": f"{base}/as/token.oauth2",
+                "RECEIVER_GBG_CLIENT_ID": sim.client_id,
+                "RECEIVER_GBG_CLIENT_SECRET": sim.client_secret,
+            },
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

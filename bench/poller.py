@@ -14,12 +14,11 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from bench.harness import PYTHON, environment, process, rss_kib
+from bench.harness import PYTHON, environment, process, rss_kib, simulator
 from receiver.migrations import upgrade
 from receiver.store.engine import make_engine
 from receiver.store.schema import instances, metadata, rate_limits
 from receiver.testing.answers import SimInstance
-from receiver.testing.simulator import Simulator
 
 INSTANCES = 10_000
 WINDOW = 12.0  # seconds of steady state measured per configuration
@@ -57,28 +56,21 @@ def measure(
 ) -> dict[str, Any]:
     engine = make_engine(database_url)
     upgrade(engine)
-    sim = Simulator()
-    server = sim.server()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    now = time.time()
-    for iid in load_due(engine, INSTANCES, now):
-        sim.instances[iid] = SimInstance(
-            iid, "bench@1", now - 60, status="Completed", completed=now - 5
+    with simulator() as (sim, gbg):
+        now = time.time()
+        for iid in load_due(engine, INSTANCES, now):
+            sim.instances[iid] = SimInstance(
+                iid, "bench@1", now - 60, status="Completed", completed=now - 5
+            )
+        sim.latency = latency
+        env = environment(
+            database_url,
+            RECEIVER_POLL_CONCURRENCY=str(concurrency),
+            RECEIVER_GBG_RATE_LIMIT=str(rate),
+            **gbg,
         )
-    sim.latency = latency
-    env = environment(
-        database_url,
-        RECEIVER_GBG_BASE_URL=base,
-        RECEIVER_GBG_TOKEN_URL=f"{base}/as/token.oauth2",
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
-        RECEIVER_POLL_CONCURRENCY=str(concurrency),
-        RECEIVER_GBG_RATE_LIMIT=str(rate),
-    )
-    name = f"poller-l{int(latency * 1000)}-c{concurrency}-r{int(rate)}-w{workers}"
-    rss, cpu = [], 0.0
-    try:
+        name = f"poller-l{int(latency * 1000)}-c{concurrency}-r{int(rate)}-w{workers}"
+        rss = []
         with ExitStack() as stack:
             procs = [
                 stack.enter_context(
@@ -96,10 +88,7 @@ def measure(
             time.sleep(max(0.0, started + WINDOW - time.time()))
             rss.append(rss_kib(procs[0].pid))
             cpu += sum(cpu_seconds(p.pid) for p in procs)
-    finally:
-        server.shutdown()
-        server.server_close()
-        engine.dispose()
+    engine.dispose()
     starts = sorted(c["start"] for c in sim.fetches())
     in_window = [s for s in starts if started <= s < started + WINDOW]
     busiest = max((bisect_right(starts, s + 1.0) - i for i, s in enumerate(starts)), default=0)
@@ -142,43 +131,38 @@ def cpu_seconds(pid: int) -> float:
 
 def stand_in_alone(latency: float, concurrency: int, seconds: float = 5.0) -> float:
     """Fetches/s the GBG stand-in serves by itself to ``concurrency`` plain HTTP clients."""
-    sim = Simulator()
-    server = sim.server()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    now = time.time()
-    sim.instances["alone"] = SimInstance("alone", "bench@1", now - 60, status="Completed")
-    sim.latency = latency
-    token = requests.post(
-        f"{base}/as/token.oauth2",
-        data={
-            "grant_type": "client_credentials",
-            "scope": "gbg.token",
-            "client_id": sim.client_id,
-            "client_secret": sim.client_secret,
-        },
-        timeout=10,
-    ).json()["access_token"]
-    stop = time.monotonic() + seconds
-    counts = [0] * concurrency
+    with simulator() as (sim, gbg):
+        now = time.time()
+        sim.instances["alone"] = SimInstance("alone", "bench@1", now - 60, status="Completed")
+        sim.latency = latency
+        token = requests.post(
+            gbg["RECEIVER_GBG_TOKEN_URL"],
+            data={
+                "grant_type": "client_credentials",
+                "scope": "gbg.token",
+                "client_id": sim.client_id,
+                "client_secret": sim.client_secret,
+            },
+            timeout=10,
+        ).json()["access_token"]
+        stop = time.monotonic() + seconds
+        counts = [0] * concurrency
 
-    def client(k: int) -> None:
-        with requests.Session() as session:
-            session.trust_env = False
-            session.headers["Authorization"] = f"Bearer {token}"
-            while time.monotonic() < stop:
-                session.post(
-                    f"{base}/v2/captain/journey/state/fetch",
-                    json={"instanceId": "alone"},
-                    timeout=10,
-                )
-                counts[k] += 1
+        def client(k: int) -> None:
+            with requests.Session() as session:
+                session.trust_env = False
+                session.headers["Authorization"] = f"Bearer {token}"
+                while time.monotonic() < stop:
+                    session.post(
+                        gbg["RECEIVER_GBG_BASE_URL"] + "/v2/captain/journey/state/fetch",
+                        json={"instanceId": "alone"},
+                        timeout=10,
+                    )
+                    counts[k] += 1
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    server.shutdown()
-    server.server_close()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     return sum(counts) / seconds
