@@ -62,7 +62,7 @@ bench: $(STAMP)
 # make install (runtime + postgres + test + dev tools). After changing pyproject.toml's
 # dependencies: make lock, review the diff, commit both files.
 LOCK := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet \
-	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+	--generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url --no-emit-find-links
 lock: $(STAMP)
 	$(LOCK) --extra postgres -o requirements/runtime.txt pyproject.toml
 	$(LOCK) --extra postgres --extra test --extra dev -o requirements/dev.txt pyproject.toml
