@@ -61,6 +61,8 @@ bench: $(STAMP)
 # Locked dependencies (hashes): runtime.txt for images and plain installs, dev.txt for
 # make install (runtime + postgres + test + dev tools). After changing pyproject.toml's
 # dependencies: make lock, review the diff, commit both files.
+# Extras stay in the pins (coverage[toml]==...): the venv's first pip (23.2) refuses a
+# stripped lock once a newer release of such a package appears on the index.
 LOCK := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet \
 	--generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url --no-emit-find-links
 lock: $(STAMP)
