@@ -37,7 +37,7 @@ reliability: $(STAMP)
 	$(BIN)/pytest -m reliability
 
 # Mutation testing of the rules that matter ([tool.mutmut] in pyproject.toml says which);
-# slow (about an hour on 2 cores), so not in CI. Prints each module's score; fails under
+# slow (about 20 minutes on 2 cores), so not in CI. Prints each module's score; fails under
 # 85 %. docs/testing.md has the latest figures and every surviving mutant.
 mutate: $(STAMP)
 	$(BIN)/mutmut run
