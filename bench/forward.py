@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PYTHON, call, environment, free_port, process, summary, wait_http
+from bench.harness import (
+    PYTHON,
+    call,
+    environment,
+    free_port,
+    gbg_settings,
+    process,
+    summary,
+    wait_http,
+)
 from receiver import usecases
 from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
 from receiver.domain.schedule import Policy
@@ -29,10 +38,7 @@ def latency(out: Path) -> dict[str, Any]:
         env = environment(
             f"sqlite:///{out / 'forward.db'}",
             RECEIVER_BIND=f"127.0.0.1:{port}",
-            RECEIVER_GBG_BASE_URL=f"http://127.0.0.1:{sim_port}",
-            RECEIVER_GBG_TOKEN_URL=f"http://127.0.0.1:{sim_port}/as/token.oauth2",
-            RECEIVER_GBG_CLIENT_ID="sim-client",
-            RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+            **gbg_settings(f"http://127.0.0.1:{sim_port}"),
             RECEIVER_FORWARD_URL=app.url,
             RECEIVER_FORWARD_SECRET=SECRET,
         )

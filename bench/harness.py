@@ -78,18 +78,25 @@ def simulator() -> Iterator[tuple[Simulator, dict[str, str]]]:
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield (
-            sim,
-            {
-                "RECEIVER_GBG_BASE_URL": base,
-                "RECEIVER_GBG_TOKEN_URL": f"{base}/as/token.oauth2",
-                "RECEIVER_GBG_CLIENT_ID": sim.client_id,
-                "RECEIVER_GBG_CLIENT_SECRET": sim.client_secret,
-            },
-        )
+        yield sim, gbg_settings(base, sim.client_id, sim.client_secret)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def gbg_settings(
+    base: str,
+    client_id: str = "sim-client",
+    client_secret: str = "sim-secret",  # noqa: S107 - the simulator's own demo secret
+) -> dict[str, str]:
+    """The RECEIVER_GBG_* settings for a simulator at ``base`` (by default with the
+    credentials `serve --simulator` starts it with)."""
+    return {
+        "RECEIVER_GBG_BASE_URL": base,
+        "RECEIVER_GBG_TOKEN_URL": f"{base}/as/token.oauth2",
+        "RECEIVER_GBG_CLIENT_ID": client_id,
+        "RECEIVER_GBG_CLIENT_SECRET": client_secret,
+    }
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

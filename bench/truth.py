@@ -20,6 +20,7 @@ from bench.harness import (
     call,
     environment,
     free_port,
+    gbg_settings,
     process,
     summary,
     wait_http,
@@ -40,10 +41,7 @@ def measure(out: Path) -> dict[str, Any]:
         RECEIVER_WEBHOOK_TIMEOUT=str(WEBHOOK_TIMEOUT),
         RECEIVER_CONFIRM_DELAY=str(CONFIRM_DELAY),
         RECEIVER_GBG_RATE_LIMIT="100",
-        RECEIVER_GBG_BASE_URL=f"http://127.0.0.1:{sim_port}",
-        RECEIVER_GBG_TOKEN_URL=f"http://127.0.0.1:{sim_port}/as/token.oauth2",
-        RECEIVER_GBG_CLIENT_ID="sim-client",
-        RECEIVER_GBG_CLIENT_SECRET="sim-secret",
+        **gbg_settings(f"http://127.0.0.1:{sim_port}"),
     )
     subprocess.run(
         [sys.executable, "-m", "receiver", "migrate"], env=env, check=True, capture_output=True
