@@ -29,15 +29,19 @@ class Downstream:
     """The application's endpoint (RECEIVER_FORWARD_URL) and our signing key."""
 
     def __init__(
-        self, url: str, secret: str, *, session: requests.Session | None = None, pool: int = 8
+        self,
+        url: str,
+        secret: str,
+        *,
+        session: requests.Session | None = None,
+        pool: int = 8,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self.url = url
+        self.timeout = timeout
         self._signer = Webhook(secret)
-        self.session = session or requests.Session()
+        self.session = httpread.session(pool, session)
         self.session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
 
     def send(self, seq: int, body: str) -> Attempt:
         """POST the message signed now (the receiver checks the timestamp is fresh)."""
@@ -55,7 +59,7 @@ class Downstream:
                 self.session,
                 self.url,
                 "forward",
-                timeout=TIMEOUT,
+                timeout=self.timeout,
                 max_bytes=MAX_ANSWER,
                 data=body.encode(),
                 headers=headers,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from receiver import metrics
+from receiver import httpread, metrics
 from receiver.config import Settings
 from receiver.domain.schedule import Policy
 from receiver.gbg.client import CONNECT_TIMEOUT, GbgClient
@@ -76,10 +76,7 @@ def gbg_session(settings: Settings) -> requests.Session:
     With ``trust_env`` requests would read the proxy variables again on every call, a
     measurable share of a fetch's CPU; they are read here once instead.
     """
-    session = requests.Session()
+    session = httpread.session(settings.poll_concurrency + 2)
     session.trust_env = False
     session.proxies = requests.utils.get_environ_proxies(settings.gbg_url)
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.poll_concurrency + 2)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
     return session

@@ -35,6 +35,9 @@ class App:
     script: dict[str, list[int]] = field(default_factory=dict)
     retry_after: str | None = None
     hang: threading.Event | None = None  # while set and unanswered, requests wait
+    trickle: set[str] = field(default_factory=set)  # their answers' headers never end
+    in_flight: dict[str, int] = field(default_factory=dict)  # webhook-id: requests now
+    overlaps: int = 0  # requests for a message that was already on its way
     received: list[Received] = field(default_factory=list)
     unverified: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,10 +72,31 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
                 app.received.append(entry)
                 planned = app.script.get(instance_id, [])
                 status = planned.pop(0) if planned else 204
-            if app.hang is not None:
-                app.hang.wait(30)
-            entry.ended, entry.answered = time.monotonic(), status
-            self._answer(status)
+                app.overlaps += bool(app.in_flight.get(entry.webhook_id))
+                app.in_flight[entry.webhook_id] = app.in_flight.get(entry.webhook_id, 0) + 1
+            try:
+                if instance_id in app.trickle:
+                    self._trickle()
+                    return
+                if app.hang is not None:
+                    app.hang.wait(30)
+                entry.ended, entry.answered = time.monotonic(), status
+                self._answer(status)
+            finally:
+                with app.lock:
+                    app.in_flight[entry.webhook_id] -= 1
+
+        def _trickle(self) -> None:
+            """A 200 whose headers come one byte every 0.2 s, until the sender hangs up."""
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(300):
+                    self.wfile.write(b"z")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the sender gave up: as it should
+            self.close_connection = True
 
         def _answer(self, status: int) -> None:
             self.send_response(status)

@@ -275,6 +275,44 @@ def test_an_answer_trickling_in_is_cut_at_one_deadline(sim: Simulator) -> None:
         server.server_close()
 
 
+class HeaderTrickle(http.server.BaseHTTPRequestHandler):
+    """A GBG whose answer's headers come one byte every 0.3 s and never end."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"] or 0))
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(100):
+                self.wfile.write(b"z")
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass  # the client gave up: as it should
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("on", ["token", "fetch"])
+def test_headers_trickling_in_are_cut_at_one_deadline(sim: Simulator, on: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HeaderTrickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trickling = f"http://127.0.0.1:{server.server_port}"
+    try:
+        client = gbg_client(sim, **{"base_url" if on == "fetch" else "token_url": trickling})
+        client.timeout = (0.5, 1.0)  # each byte is in time; the whole answer within 1.5 s
+        started = time.monotonic()
+        with pytest.raises(GbgUnavailable) as caught:
+            client.fetch_state("t-1")
+        assert time.monotonic() - started < 1.5 + 1  # not the 30 s the trickle would take
+        assert caught.value.kind == ("timeout" if on == "fetch" else "token")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("ended", [1e300, -5, "9999-99-99", 10**20])
 def test_an_absurd_end_time_is_no_time(ended: object) -> None:
     body = {"status": "Completed", "context": {"process": {"journey": {"endedAt": ended}}}}

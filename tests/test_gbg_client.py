@@ -302,3 +302,25 @@ def test_a_start_answer_is_taken_only_with_a_valid_instance_id_and_a_web_link(
         "journey start answered without an instanceId",
         "garbage",
     )
+
+
+def test_no_caller_waits_past_its_deadline_for_another_callers_token(gbg: Gbg) -> None:
+    gbg_client = client(gbg)
+    gbg_client.timeout = (0.2, 0.3)
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            gbg_client.fetch_state("w-1")
+        except GbgUnavailable as exc:
+            outcome.append(exc)
+
+    with gbg_client._lock:  # another caller's token request, under way for ever
+        waiting = threading.Thread(target=fetch, daemon=True)
+        waiting.start()
+        waiting.join(10)
+        assert not waiting.is_alive()
+    [error] = outcome
+    assert isinstance(error, GbgUnavailable)
+    assert error.kind == "token"
+    assert gbg.paths() == []  # it gave up rather than ask alongside

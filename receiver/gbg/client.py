@@ -55,7 +55,7 @@ class GbgClient:
         self.token_url = token_url
         self.api_version = api_version
         self.store_pii = store_pii
-        self.session = session or requests.Session()
+        self.session = session or httpread.session(4)
         self._clock = clock
         self.timeout = timeout
         self._grant = {"client_id": client_id, "client_secret": client_secret}
@@ -72,13 +72,21 @@ class GbgClient:
     # -- token ----------------------------------------------------------------------------
 
     def token(self) -> str:
-        """The cached access token, fetched when missing or about to expire."""
-        with self._lock:
+        """The cached access token, fetched when missing or about to expire.
+
+        One caller at a time asks the token endpoint; the others wait for its answer, but
+        none longer than one exchange's deadline: then it is the token endpoint's fault.
+        """
+        if not self._lock.acquire(timeout=sum(self.timeout)):
+            raise GbgUnavailable("token endpoint: no token in time", kind="token")
+        try:
             if self._token is None or self._clock() >= self._token_expires:
                 self._token, lifetime = self._request_token()
                 # Refresh a little early so no call goes out with a token about to lapse.
                 self._token_expires = self._clock() + lifetime - min(60.0, lifetime / 10)
             return self._token
+        finally:
+            self._lock.release()
 
     def _invalidate(self, token: str) -> None:
         with self._lock:

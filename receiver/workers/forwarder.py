@@ -37,6 +37,10 @@ class Forwarder:
         self.services = services
         self.owner = owner or usecases.owner_id()
         self.downstream = downstream or Downstream(str(url), str(secret), pool=concurrency)
+        # A lease outlives any attempt (each ends at its deadline, and starts as soon as
+        # it is claimed: there is a thread for every claim), so no other worker can
+        # claim a message while it is on its way.
+        self.lease = max(services.settings.poll_lease, 2 * sum(self.downstream.timeout))
         self._room = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="forward")
         self._futures: list[Future[str | None]] = []
@@ -51,7 +55,7 @@ class Forwarder:
         try:
             if room:
                 claimed = self.services.store.claim_messages(
-                    self.owner, self.services.clock(), room, self.services.settings.poll_lease
+                    self.owner, self.services.clock(), room, self.lease
                 )
         finally:
             for _ in range(room - len(claimed)):
