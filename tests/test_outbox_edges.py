@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from receiver import usecases
 from receiver.downstream import Downstream
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
