@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import time
 
 import pytest
 
 from receiver import usecases
 from receiver.config import Settings
+from receiver.migrations import upgrade
 from receiver.services import Services, build_services
-from receiver.store import Store
+from receiver.store import Store, engine
 from receiver.web import create_app
 from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, with_settings
 
@@ -340,6 +344,36 @@ def test_store_down_is_503_with_retry_after(settings: Settings) -> None:
     assert answer.mimetype == "application/problem+json"
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_writer_lock_held_by_another_process_is_awaited_briefly_then_503(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "WRITE_WAIT", 0.5)
+    services = build_services(settings)
+    upgrade(services.store.engine)
+    writers = services.store.db._writers
+    client = create_app(services=services).test_client()
+    held = os.open(writers.path, os.O_RDWR | os.O_CREAT, 0o600)  # another open file: as
+    try:  # another process's flock would be
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for n in range(2):  # the second finds this process's queue still waiting
+            started = time.monotonic()
+            answer = client.post(URL, json={"instanceId": f"w-{n}"}, headers=basic())
+            assert time.monotonic() - started < 0.5 + 1
+            assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
+            assert answer.mimetype == "application/problem+json"
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    for _ in range(100):  # the abandoned wait lets go as soon as the lock is free
+        answer = client.post(URL, json={"instanceId": "w-after"}, headers=basic())
+        if answer.status_code == 202:
+            break
+        time.sleep(0.05)
+    assert answer.status_code == 202
+    assert [d["instance_id"] for d in services.store.deliveries_for("w-after")] == ["w-after"]
+    assert services.store.deliveries_for("w-0") == []  # a 503 keeps nothing
 
 
 def test_request_id_is_echoed_or_made(client) -> None:  # type: ignore[no-untyped-def]
