@@ -197,8 +197,8 @@ def poll_now(services: Services, instance_id: str) -> Instance | None:
 
 def erase(services: Services, instance_id: str) -> Instance | None:
     """Erase what is kept about the person: the instance's personal fields, every
-    delivery and the messages already sent. Its status, times and events stay (and
-    messages still due go out). None if the instance is unknown."""
+    delivery and every message to the application (one not yet delivered is not sent).
+    Its status, times and events stay. None if the instance is unknown."""
 
     def work(conn: Connection) -> Instance | None:
         arrived = inbox.erase(conn, instance_id)
@@ -226,7 +226,7 @@ def resume_given_up(services: Services, instance_id: str | None = None) -> int:
 
 
 def purge(services: Services, days: float | None = None) -> tuple[int, int]:
-    """Delete folded deliveries and delivered messages older than the retention period,
+    """Delete folded deliveries and finished messages older than the retention period,
     and forget the personal data of instances that finished before it."""
     days = services.settings.retention_days if days is None else days
     deleted, forgotten = services.store.purge(services.clock() - days * DAY)

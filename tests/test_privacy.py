@@ -19,7 +19,6 @@ from receiver.services import Services
 from receiver.store.schema import metadata
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
-from tests.appserver import SECRET
 from tests.conftest import API_TOKEN, FakeClock, with_settings
 from tests.test_poller import poll_once
 from tests.test_webhook import basic
@@ -121,22 +120,6 @@ def test_with_pii_storage_on_personal_data_stays_until_erased(
     assert services.store.deliveries_for("pii-1") == []
     assert [e["status"] for e in services.store.events_after(0, 10)] == ["completed"]
     assert client.delete("/api/v1/instances/nobody", headers=bearer).status_code == 404
-
-
-def test_erase_and_retention_take_the_messages_already_sent_too(
-    services: Services, sim: Simulator, clock: FakeClock
-) -> None:
-    with_settings(services, forward_url="http://127.0.0.1:9/hooks", forward_secret=SECRET)
-    journey(services, sim, clock)
-    [message] = services.store.messages(status=None, limit=10)
-    assert "Of Age" in message.body  # what the application is told
-    usecases.erase(services, "pii-1")
-    assert services.store.messages(status=None, limit=10) == [message]  # still to be sent
-    with services.store.db.write() as conn:
-        conn.exec_driver_sql("UPDATE outbox SET status = 'delivered'")
-    clock.advance(31 * 86400)
-    assert usecases.purge(services)[0] == 1
-    assert services.store.messages(status=None, limit=10) == []
 
 
 def test_erase_folds_an_acknowledged_delivery_before_deleting_it(

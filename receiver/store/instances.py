@@ -197,7 +197,15 @@ def leases(conn: Connection) -> list[tuple[str, str, float]]:
 
 
 # What an instance holds about the person checked; erasure and retention null these.
-PERSONAL = ("reference", "outcome", "result", "journey", "state", "webhook_claim")
+PERSONAL = (
+    "reference",
+    "instance_url",  # the person's own link to their journey
+    "outcome",
+    "result",
+    "journey",
+    "state",
+    "webhook_claim",
+)
 
 
 def erase(conn: Connection, instance_id: str) -> bool:

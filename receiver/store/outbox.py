@@ -168,18 +168,17 @@ def depth(conn: Connection) -> tuple[dict[str, int], float | None]:
 
 
 def erase(conn: Connection, instance_id: str) -> int:
-    """Delete the instance's messages that are done with (delivered or failed); pending
-    ones still go to the application, which holds what they say already."""
-    return conn.execute(
-        outbox.delete().where(outbox.c.instance_id == instance_id, outbox.c.status != PENDING)
-    ).rowcount
+    """Delete every message of the instance, whatever its status: each holds what the
+    instance said (its reference, outcome and result). One not yet delivered is not sent."""
+    return conn.execute(outbox.delete().where(outbox.c.instance_id == instance_id)).rowcount
 
 
 def purge(conn: Connection, before: float, limit: int) -> int:
-    """Delete up to ``limit`` delivered messages written before ``before``."""
+    """Delete up to ``limit`` messages written before ``before`` that are done with
+    (delivered, or failed for good); pending ones stay."""
     oldest = (
         sa.select(outbox.c.seq)
-        .where(outbox.c.status == DELIVERED, outbox.c.created_at < before)
+        .where(outbox.c.status != PENDING, outbox.c.created_at < before)
         .order_by(outbox.c.seq)
         .limit(limit)
     )

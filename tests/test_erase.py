@@ -1,0 +1,111 @@
+"""Erase means everything: after DELETE/erase no personal datum of the instance is left
+in any table, whatever its messages to the application had come to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from receiver import usecases
+from receiver.domain.model import TtlPassed
+from receiver.services import Services
+from receiver.store.schema import metadata
+from receiver.testing.simulator import Simulator
+from receiver.web import create_app
+from tests.appserver import SECRET
+from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.test_poller import poll_once, webhook
+
+REFERENCE = "ORDER-jane.doe@example.com"
+OUTCOME = "Outcome-Zq7x"
+
+
+def stored_bytes(services: Services) -> bytes:
+    """Every byte the store keeps: SQLite's files, or every row PostgreSQL holds."""
+    url = services.store.engine.url
+    if url.get_backend_name() == "sqlite":
+        folder = Path(str(url.database)).parent
+        return b"".join(p.read_bytes() for p in sorted(folder.glob("receiver.db*")))
+    with services.store.engine.connect() as conn:
+        return "\n".join(
+            str(row) for table in metadata.sorted_tables for row in conn.execute(table.select())
+        ).encode()
+
+
+def test_erase_leaves_nothing_personal_in_any_message_status(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    store = services.store
+    started = usecases.start_journey(services, "age-check@latest", {}, REFERENCE).instance
+    url = started.instance_url
+    assert url is not None
+    clock.advance(services.settings.instance_ttl + 1)
+    usecases.observe(services, TtlPassed(started.instance_id), clock())  # a message: expired
+    sim.set_status(started.instance_id, "Completed", OUTCOME)
+    webhook(services, started.instance_id)
+    clock.advance(1)
+    poll_once(services)  # and a message: completed, with the outcome
+    usecases.register(services, "e-2", REFERENCE)
+    sim.set_status("e-2", "Completed", OUTCOME)
+    webhook(services, "e-2")
+    clock.advance(1)
+    poll_once(services)
+    [failed, pending] = store.claim_messages("w", clock(), 10, 30)
+    store.record_attempt(failed.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
+    store.record_attempt(
+        pending.seq, "w", now=clock(), error="timeout", next_attempt_at=clock() + 60
+    )
+    [delivered] = store.claim_messages("w", clock(), 10, 30)  # after the failed one
+    store.record_attempt(delivered.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    assert {m.status for m in store.messages(status=None, limit=9)} == {
+        "failed",
+        "delivered",
+        "pending",
+    }
+    before = stored_bytes(services)
+    assert all(s in before for s in (REFERENCE.encode(), url.encode(), OUTCOME.encode()))
+
+    client = create_app(services=services).test_client()
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    answer = client.delete(f"/api/v1/instances/{started.instance_id}", headers=bearer)
+    assert answer.status_code == 200
+    assert (answer.get_json()["reference"], answer.get_json()["instanceUrl"]) == (None, None)
+    assert usecases.erase(services, "e-2") is not None
+
+    after = stored_bytes(services)
+    for personal in (REFERENCE, url, OUTCOME):
+        assert personal.encode() not in after, personal
+    assert store.messages(status=None, limit=9) == []
+    outbox = client.get("/api/v1/outbox", headers=bearer).get_json()
+    assert outbox["messages"] == []
+    for instance_id in (started.instance_id, "e-2"):  # the status stays
+        instance = store.get(instance_id)
+        assert instance is not None
+        assert instance.status in ("completed", "expired")
+    with services.store.engine.connect() as conn:  # and so do the events
+        assert conn.execute(
+            sa.select(sa.func.count()).select_from(metadata.tables["events"])
+        ).scalar()
+
+
+def test_retention_purges_failed_messages_as_well(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    store = services.store
+    for instance_id in ("p-1", "p-2", "p-3"):
+        sim.set_status(instance_id, "Completed", OUTCOME)
+        webhook(services, instance_id)
+    clock.advance(1)
+    poll_once(services)
+    failed, delivered, pending = store.claim_messages("w", clock(), 10, 30)
+    store.record_attempt(failed.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
+    store.record_attempt(delivered.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    store.record_attempt(
+        pending.seq, "w", now=clock(), error="timeout", next_attempt_at=clock() + 60
+    )
+    clock.advance(services.settings.retention_days * 86400 + 1)
+    usecases.purge(services)
+    assert [m.seq for m in store.messages(status=None, limit=9)] == [pending.seq]
