@@ -46,6 +46,14 @@ class Problem(ReceiverError):
         self.headers = headers or {}
 
 
+class Superseded(Problem):
+    """A message that would now arrive after a later status of its instance: not sent."""
+
+    def __init__(self, seq: int, instance_id: str, detail: str) -> None:
+        super().__init__(409, "Superseded", f"message {seq}: {detail}")
+        self.instance_id = instance_id
+
+
 class Throttled(ReceiverError):
     """A fetch could not start within the caller's wait: try again after ``retry_after``.
 

@@ -145,3 +145,26 @@ def test_outbox_lists_and_replay_sends_again(tmp_path: Path) -> None:
     assert "no such message: 999" in cli(env, "replay", "999").stderr
     huge = str(2**63)  # no store column holds it: no message, not a crash
     assert f"no such message: {huge}" in cli(env, "replay", huge).stderr
+
+
+def test_replay_of_a_superseded_message_is_refused_with_why(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cli(env, "migrate")
+    from receiver.config import Settings
+    from receiver.services import build_services
+    from receiver.store import outbox
+
+    store = build_services(Settings(database_url=env["RECEIVER_DATABASE_URL"])).store
+    with store.db.write() as conn:
+        outbox.enqueue(conn, [(1, "c-1", "{}"), (2, "c-1", "{}")], 1000.0)
+    [first] = store.claim_messages("w", 1000.0, 10, 30)
+    store.record_attempt(first.seq, "w", now=1000.0, error="http_500", next_attempt_at=None)
+    [second] = store.claim_messages("w", 1000.0, 10, 30)
+    store.record_attempt(second.seq, "w", now=1000.0, error=None, next_attempt_at=None)
+    store.engine.dispose()
+    refused = cli(env, "replay", "1")
+    assert refused.returncode == 1
+    assert "not replayed: message 1: message 2, a later status of its instance, was delivered" in (
+        refused.stderr
+    )
+    assert json.loads(cli(env, "replay", "2").stdout)["status"] == "pending"

@@ -3,15 +3,27 @@ the application's Retry-After, and the order of one instance's messages."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+from standardwebhooks.webhooks import Webhook
+
+from receiver import usecases
+from receiver.domain.model import TtlPassed
 from receiver.downstream import Downstream
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
+from receiver.web import create_app
 from receiver.workers.forwarder import Forwarder
 from tests.appserver import SECRET, App, running
-from tests.conftest import FakeClock, with_settings
+from tests.conftest import API_TOKEN, FakeClock, with_settings
 from tests.test_forwarding import complete, forwarding, send
+
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 DEADLINE = (0.5, 1.0)  # connect, read: every attempt ends within 1.5 s
 
@@ -98,3 +110,96 @@ def test_the_applications_retry_after_may_lengthen_a_delay_never_shorten_it(
         [message] = services.store.messages(status="pending", limit=9)
         assert message.next_attempt_at == clock() + 300
         forwarder.close()
+
+
+def test_never_an_older_status_after_a_newer_one(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with running(App(script={"o-1": [500] * 8})) as app:
+        forwarder = forwarding(services, app)
+        client = create_app(services=services).test_client()
+        usecases.register(services, "o-1", None)
+        clock.advance(services.settings.instance_ttl + 1)
+        usecases.observe(services, TtlPassed("o-1"), clock())  # seq 1: expired
+        complete(services, sim, clock, "o-1")  # seq 2: completed, waits behind seq 1
+        older, newer = (m.seq for m in services.store.messages(status=None, limit=9))
+        outcomes = []
+        for _ in range(9):
+            outcomes += send(forwarder)
+            clock.advance(36001)
+        assert outcomes == ["http_500"] * 7 + [
+            "failed",
+            "delivered",
+        ]  # seq 2 goes once seq 1 gave up
+        assert [r.body["data"]["seq"] for r in app.delivered()] == [newer]
+        assert {m.seq: m.status for m in services.store.messages(status=None, limit=9)} == {
+            older: "superseded",
+            newer: "delivered",
+        }
+        refused = client.post(f"/api/v1/outbox/{older}/replay", headers=BEARER)
+        assert refused.status_code == 409
+        assert refused.mimetype == "application/problem+json"
+        assert (
+            f"message {newer}, a later status of its instance, was delivered"
+            in (refused.get_json()["detail"])
+        )
+        assert send(forwarder) == []  # nothing older goes out after the newer one
+        assert [r.body["data"]["seq"] for r in app.delivered()] == [newer]
+        forwarder.close()
+
+
+def test_a_delivered_message_is_not_replayed_after_a_later_one(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    usecases.register(services, "d-1", None)
+    clock.advance(services.settings.instance_ttl + 1)
+    usecases.observe(services, TtlPassed("d-1"), clock())
+    complete(services, sim, clock, "d-1")
+    store, client = services.store, create_app(services=services).test_client()
+    [first] = store.claim_messages("w", clock(), 10, 30)
+    store.record_attempt(first.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    [second] = store.claim_messages("w", clock(), 10, 30)
+    on_its_way = client.post(f"/api/v1/outbox/{first.seq}/replay", headers=BEARER)
+    assert on_its_way.status_code == 409
+    assert f"message {second.seq}" in on_its_way.get_json()["detail"]
+    assert "is on its way" in on_its_way.get_json()["detail"]
+    store.record_attempt(second.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    delivered = client.post(f"/api/v1/outbox/{first.seq}/replay", headers=BEARER)
+    assert delivered.status_code == 409
+    assert "was delivered" in delivered.get_json()["detail"]
+    again = client.post(f"/api/v1/outbox/{second.seq}/replay", headers=BEARER)
+    assert again.get_json()["status"] == "pending"  # the newest may always go again
+    assert [m.status for m in store.messages(status=None, limit=9)] == ["delivered", "pending"]
+
+
+def test_the_contracts_verifier_example_skips_a_seq_it_has_passed() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "contract.md").read_text()
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def receive" in b]
+    handled: list[tuple[str, int]] = []
+    last: dict[str, int] = {}
+    scope: dict[str, Any] = {
+        "FORWARD_SECRET": SECRET,
+        "last_seq": lambda instance_id: last.get(instance_id, 0),
+        "handle": lambda kind, instance: handled.append((kind, instance["status"])),
+        "remember": last.__setitem__,
+    }
+    exec(example, scope)  # noqa: S102 - the documentation's own code, run as written
+    signer = Webhook(SECRET)
+
+    def deliver(seq: int, status: str) -> int:
+        instance = {"instanceId": "v-1", "status": status}
+        body = json.dumps({"type": f"journey.{status}", "data": {"seq": seq, "instance": instance}})
+        now = datetime.now(UTC)
+        headers = {
+            "webhook-id": f"msg_gbgr_{seq}",
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(f"msg_gbgr_{seq}", now, body),
+        }
+        return int(scope["receive"](body.encode(), headers))
+
+    assert deliver(7, "completed") == 204
+    assert deliver(7, "completed") == 204  # again: at least once
+    assert deliver(3, "expired") == 204  # older than what it has
+    assert handled == [("journey.completed", "completed")]
+    assert int(scope["receive"](b"{}", {"webhook-id": "x"})) == 400

@@ -10,7 +10,7 @@ import click
 from receiver import notify, usecases
 from receiver.cli import common
 from receiver.domain.model import INSTANCE_ID, STATUSES
-from receiver.errors import GbgError, Throttled
+from receiver.errors import GbgError, Superseded, Throttled
 from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
 
 
@@ -129,7 +129,10 @@ def outbox(failed: bool, limit: int) -> None:
 @click.argument("message_id", metavar="MSG", type=int)
 def replay(message_id: int) -> None:
     """Send a message to the application again, from now, with a fresh schedule."""
-    message = notify.replay(common.services(), message_id)
+    try:
+        message = notify.replay(common.services(), message_id)
+    except Superseded as exc:
+        raise click.ClickException(f"not replayed: {exc.detail}") from None
     if message is None:
         raise click.ClickException(f"no such message: {message_id}")
     common.echo_json(outbox_json(message))

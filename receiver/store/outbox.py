@@ -4,7 +4,9 @@ sent by the workers, in ``seq`` order per instance, at least once.
 A message is claimed with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), so workers
 running at once never send one message twice at the same time; it is due only while no
 earlier message of its instance is still pending, so one instance's messages arrive in
-order while other instances' flow past a slow or failing one.
+order while other instances' flow past a slow or failing one. Never an older status
+after a newer: once a message is delivered, the earlier ones of its instance that failed
+for good are superseded, and no message is replayed after a later one was delivered.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from receiver.errors import Superseded
 from receiver.store.schema import MAX_ID, outbox
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-STATUSES = (PENDING, DELIVERED, FAILED)
+PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
+STATUSES = (PENDING, DELIVERED, FAILED, SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,22 @@ def record(
     else:
         values["next_attempt_at"] = next_attempt_at
     done = conn.execute(
-        outbox.update().where(outbox.c.seq == seq, outbox.c.lease_owner == owner).values(values)
-    )
-    return bool(done.rowcount)
+        outbox.update()
+        .where(outbox.c.seq == seq, outbox.c.lease_owner == owner)
+        .values(values)
+        .returning(outbox.c.instance_id)
+    ).first()
+    if done is not None and error is None:
+        conn.execute(
+            outbox.update()
+            .where(
+                outbox.c.instance_id == done.instance_id,
+                outbox.c.seq < seq,
+                outbox.c.status == FAILED,
+            )
+            .values(status=SUPERSEDED)
+        )
+    return done is not None
 
 
 def release(conn: Connection, owner: str) -> int:
@@ -127,9 +143,32 @@ def release(conn: Connection, owner: str) -> int:
 
 def replay(conn: Connection, seq: int, now: float) -> Message | None:
     """Send a failed (or delivered) message again, from now, with a fresh schedule; None
-    if there is no such message (a seq no column can hold never reaches the database)."""
+    if there is no such message (a seq no column can hold never reaches the database).
+
+    Raises Superseded when a later message of its instance was delivered or is on its
+    way: sent now, this one would arrive after it.
+    """
     if not 0 < seq <= MAX_ID:
         return None
+    message = get(conn, seq)
+    if message is None:
+        return None
+    later = conn.execute(
+        sa.select(outbox.c.seq, outbox.c.status)
+        .where(
+            outbox.c.instance_id == message.instance_id,
+            outbox.c.seq > seq,
+            sa.or_(outbox.c.status == DELIVERED, outbox.c.lease_owner.is_not(None)),
+        )
+        .order_by(outbox.c.seq)
+        .limit(1)
+    ).first()
+    if later is not None:
+        done = "was delivered" if later.status == DELIVERED else "is on its way"
+        newer = f"message {later.seq}, a later status of its instance, {done}"
+        raise Superseded(seq, message.instance_id, newer)
+    if message.status == SUPERSEDED:
+        raise Superseded(seq, message.instance_id, "a later status of its instance was delivered")
     conn.execute(
         outbox.update()
         .where(outbox.c.seq == seq, outbox.c.status != PENDING)

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
 from receiver import notify, usecases
-from receiver.errors import GbgError, Problem, Throttled
+from receiver.errors import GbgError, Problem, Superseded, Throttled
 from receiver.shapes import delivery_json, event_json, outbox_json, rfc3339, steps
 from receiver.web import context, reads
 from receiver.web.dashboard import overview, signin
@@ -211,7 +211,11 @@ def erase(instance_id: str) -> Any:
 
 @bp.post("/outbox/<int:message_id>/replay")
 def replay(message_id: int) -> Redirect:
-    message = notify.replay(context.services(), message_id)
+    try:
+        message = notify.replay(context.services(), message_id)
+    except Superseded as exc:
+        flash(f"Not replayed: {exc.detail}.", "error")
+        return _back_to(exc.instance_id)
     if message is None:
         raise Problem(404, "Not found", "no such message")
     flash(f"Message {message.seq} will be sent again now.", "ok")
