@@ -165,6 +165,11 @@ _GAUGES = (
         "Age of the oldest delivery waiting in the inbox",
         "inbox_oldest_age",
     ),
+    (
+        "gbg_receiver_inbox_quarantined",
+        "Webhook deliveries set aside because they could not be folded (see the API)",
+        "inbox_quarantined",
+    ),
 )
 
 

@@ -78,6 +78,18 @@ def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def quarantined_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One delivery set aside because it could not be folded, and why."""
+    return {
+        "id": row["id"],
+        "instanceId": row["instance_id"],
+        "receivedAt": rfc3339(row["received_at"]),
+        "foldTries": row["fold_tries"],
+        "foldError": row["fold_error"],
+        "quarantinedAt": rfc3339(row["quarantined_at"]),
+    }
+
+
 def message_json(seq: int, event: Event, instance: Instance) -> dict[str, Any]:
     """The message to the application for one status change (Standard Webhooks body).
 

@@ -30,7 +30,7 @@ from receiver.domain.model import (
 )
 from receiver.domain.reconcile import decide
 from receiver.domain.schedule import Policy
-from receiver.errors import GbgError
+from receiver.errors import GbgError, StoreUnavailable
 from receiver.services import Services
 from receiver.shapes import message_json
 from receiver.store import Store, events, inbox, instances, outbox
@@ -40,6 +40,7 @@ log = logging.getLogger("receiver.usecases")
 
 DAY = 86400.0
 FOLD_BATCH = 500
+FOLD_TRIES = 3  # tries at folding one delivery alone before it is set aside
 EXPIRE_BATCH = 500
 OPERATOR_WAIT = 5.0  # seconds an operator's poll may wait for its fetch slot
 
@@ -55,20 +56,55 @@ def record_webhook(services: Services, delivery: Delivery) -> None:
 
 
 def fold_inbox(services: Services, limit: int = FOLD_BATCH) -> int:
-    """Fold the oldest unfolded deliveries into their instances; answer how many."""
+    """Fold the oldest deliveries in the inbox into their instances; answer how many.
 
-    def work(conn: Connection) -> int:
-        taken = inbox.take(conn, limit)
-        if taken:
-            observations = [(WebhookReceived(d.instance_id, d.claim), d.received_at) for d in taken]
-            _fold(conn, observations, services.policy, forward=services.forwarding)
-            inbox.mark_folded(conn, [d.id for d in taken], services.clock())
-        return len(taken)
-
-    folded = services.store.transaction(work)
+    They go in one transaction; if that fails for any reason but the store's, each is
+    folded alone, and one that keeps failing is set aside (quarantined) after FOLD_TRIES
+    tries, so it never holds up the rest.
+    """
+    try:
+        folded = services.store.transaction(
+            lambda conn: _fold_deliveries(conn, services, inbox.take(conn, limit))
+        )
+    except StoreUnavailable:
+        raise
+    except Exception:  # a delivery that cannot be folded: find it, fold the others
+        folded = sum(_fold_alone(services, d) for d in services.store.waiting_deliveries(limit))
     if folded:
         services.metrics.folded.inc(folded)
     return folded
+
+
+def _fold_deliveries(conn: Connection, services: Services, taken: list[inbox.Unfolded]) -> int:
+    if taken:
+        observations = [(WebhookReceived(d.instance_id, d.claim), d.received_at) for d in taken]
+        _fold(conn, observations, services.policy, forward=services.forwarding)
+        inbox.mark_folded(conn, [d.id for d in taken], services.clock())
+    return len(taken)
+
+
+def _fold_alone(services: Services, delivery_id: int) -> int:
+    try:
+        return services.store.transaction(
+            lambda conn: _fold_deliveries(conn, services, inbox.take_one(conn, delivery_id))
+        )
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # this delivery's own fault: counted, in time set aside
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        aside = services.store.fold_failed(delivery_id, reason, services.clock(), FOLD_TRIES)
+        log.error(
+            "inbox.fold_failed",
+            extra={"delivery_id": delivery_id, "error": type(exc).__name__, "quarantined": aside},
+        )
+        return 0
+
+
+def refold(services: Services, delivery_id: int | None = None) -> int:
+    """Put deliveries set aside (one, or all) back in the inbox; answer how many."""
+    back = services.store.refold(delivery_id)
+    log.info("inbox.refolded", extra={"delivery_id": delivery_id, "deliveries": back})
+    return back
 
 
 def register(services: Services, instance_id: str, reference: str | None) -> Decision:

@@ -168,3 +168,29 @@ def test_replay_of_a_superseded_message_is_refused_with_why(tmp_path: Path) -> N
         refused.stderr
     )
     assert json.loads(cli(env, "replay", "2").stdout)["status"] == "pending"
+
+
+def test_quarantine_lists_deliveries_set_aside_and_refold_puts_them_back(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cli(env, "migrate")
+    from receiver import usecases
+    from receiver.config import Settings
+    from receiver.services import build_services
+    from receiver.store import Delivery
+
+    store = build_services(Settings(database_url=env["RECEIVER_DATABASE_URL"])).store
+    store.append_delivery(Delivery("q-1", 1000.0, b"{}", {}, None, None))
+    [aside] = store.waiting_deliveries(1)
+    for _ in range(usecases.FOLD_TRIES):
+        store.fold_failed(aside, "RuntimeError: a bug", 1000.0, usecases.FOLD_TRIES)
+    store.engine.dispose()
+    [listed] = [json.loads(line) for line in cli(env, "quarantine").stdout.splitlines()]
+    assert (listed["id"], listed["instanceId"], listed["foldError"]) == (
+        aside,
+        "q-1",
+        "RuntimeError: a bug",
+    )
+    assert cli(env, "refold").returncode == 2  # an id or --all
+    assert "no such delivery set aside: 999" in cli(env, "refold", "999").stderr
+    assert cli(env, "refold", "--all").stdout.strip() == "1 deliveries back in the inbox"
+    assert cli(env, "quarantine").stdout == ""

@@ -441,3 +441,28 @@ def test_an_unknown_instance_is_a_page_that_says_so(client: FlaskClient) -> None
         assert answer.mimetype == "text/html"
         assert "no such instance" in answer.get_data(as_text=True)
     assert post(client, "/dashboard/instances/nope/poll", "/dashboard/").status_code == 404
+
+
+def test_deliveries_set_aside_are_shown_and_folded_again(
+    services: Services, client: FlaskClient, clock: FakeClock
+) -> None:
+    from receiver import usecases as uc
+    from receiver.store import Delivery
+
+    services.store.append_delivery(Delivery("q-1", clock(), b"{}", {}, None, None))
+    [aside] = services.store.waiting_deliveries(1)
+    for _ in range(uc.FOLD_TRIES):
+        services.store.fold_failed(aside, "RuntimeError: a bug", clock(), uc.FOLD_TRIES)
+    sign_in(client)
+    html = page(client, "/dashboard/")
+    assert figure(html, "quarantined") == "1"
+    assert f'data-delivery="{aside}"' in html
+    assert "RuntimeError: a bug" in html
+    answer = post(client, f"/dashboard/quarantine/{aside}/refold", "/dashboard/")
+    assert answer.headers["Location"] == "/dashboard/"
+    html = page(client, "/dashboard/")
+    assert f"Delivery {aside} is back in the inbox." in html
+    assert figure(html, "quarantined") == "0"
+    assert uc.fold_inbox(services) == 1
+    post(client, f"/dashboard/quarantine/{aside}/refold", "/dashboard/")
+    assert f"Delivery {aside} is not set aside." in page(client, "/dashboard/")

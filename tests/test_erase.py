@@ -47,23 +47,26 @@ def test_erase_leaves_nothing_personal_in_any_message_status(
     webhook(services, started.instance_id)
     clock.advance(1)
     poll_once(services)  # and a message: completed, with the outcome
-    usecases.register(services, "e-2", REFERENCE)
-    sim.set_status("e-2", "Completed", OUTCOME)
-    webhook(services, "e-2")
+    for other in ("e-2", "e-3"):
+        usecases.register(services, other, REFERENCE)
+        sim.set_status(other, "Completed", OUTCOME)
+        webhook(services, other)
     clock.advance(1)
     poll_once(services)
-    [failed, pending] = store.claim_messages("w", clock(), 10, 30)
-    store.record_attempt(failed.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
+    [superseded, pending, failed] = store.claim_messages("w", clock(), 10, 30)
+    for message in (superseded, failed):
+        store.record_attempt(message.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
     store.record_attempt(
         pending.seq, "w", now=clock(), error="timeout", next_attempt_at=clock() + 60
     )
     [delivered] = store.claim_messages("w", clock(), 10, 30)  # after the failed one
     store.record_attempt(delivered.seq, "w", now=clock(), error=None, next_attempt_at=None)
-    assert {m.status for m in store.messages(status=None, limit=9)} == {
-        "failed",
+    assert sorted(m.status for m in store.messages(status=None, limit=9)) == [
         "delivered",
+        "failed",
         "pending",
-    }
+        "superseded",
+    ]
     before = stored_bytes(services)
     assert all(s in before for s in (REFERENCE.encode(), url.encode(), OUTCOME.encode()))
 
@@ -72,7 +75,8 @@ def test_erase_leaves_nothing_personal_in_any_message_status(
     answer = client.delete(f"/api/v1/instances/{started.instance_id}", headers=bearer)
     assert answer.status_code == 200
     assert (answer.get_json()["reference"], answer.get_json()["instanceUrl"]) == (None, None)
-    assert usecases.erase(services, "e-2") is not None
+    for other in ("e-2", "e-3"):
+        assert usecases.erase(services, other) is not None
 
     after = stored_bytes(services)
     for personal in (REFERENCE, url, OUTCOME):
@@ -80,7 +84,7 @@ def test_erase_leaves_nothing_personal_in_any_message_status(
     assert store.messages(status=None, limit=9) == []
     outbox = client.get("/api/v1/outbox", headers=bearer).get_json()
     assert outbox["messages"] == []
-    for instance_id in (started.instance_id, "e-2"):  # the status stays
+    for instance_id in (started.instance_id, "e-2", "e-3"):  # the status stays
         instance = store.get(instance_id)
         assert instance is not None
         assert instance.status in ("completed", "expired")

@@ -15,7 +15,7 @@ import pytest
 from receiver import usecases
 from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered
 from receiver.domain.schedule import Policy
-from receiver.store import Store
+from receiver.store import Delivery, Store
 from tests.conftest import API_TOKEN, WEBHOOK_PASS, WEBHOOK_USER
 from tests.processes import Proc, base_env, run, start_web
 
@@ -50,10 +50,14 @@ enabled = false
 [[operations]]
 include-operation-id = ["replayOutboxMessage"]
 parameters = {{ messageId = {message} }}
+
+[[operations]]
+include-operation-id = ["refoldDelivery"]
+parameters = {{ deliveryId = {delivery} }}
 """
 
 
-PARAMS = {"instance_id": "instanceId", "message_id": "messageId"}
+PARAMS = {"instance_id": "instanceId", "message_id": "messageId", "delivery_id": "deliveryId"}
 
 
 def test_every_route_is_documented(app) -> None:  # type: ignore[no-untyped-def]
@@ -93,12 +97,20 @@ def test_schemathesis_finds_no_failure(tmp_path: Path, procs: list[Proc]) -> Non
     done = (Fetched("st-1", GbgState(COMPLETED, "Completed")), time.time())
     usecases.fold(store, Policy(), [(Registered("st-1"), time.time()), done], forward=True)
     [message] = store.messages(status=None, limit=1)
+    store.append_delivery(Delivery("st-2", time.time(), b"{}", {}, None, None))
+    [aside] = store.waiting_deliveries(1)  # and a delivery set aside, to fold again
+    for _ in range(usecases.FOLD_TRIES):
+        store.fold_failed(aside, "RuntimeError: a bug", time.time(), usecases.FOLD_TRIES)
     store.engine.dispose()
     web, base = start_web(env, tmp_path / "web.log", procs)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         CONFIG.format(
-            user=WEBHOOK_USER, password=WEBHOOK_PASS, token=API_TOKEN, message=message.seq
+            user=WEBHOOK_USER,
+            password=WEBHOOK_PASS,
+            token=API_TOKEN,
+            message=message.seq,
+            delivery=aside,
         )
     )
     result = subprocess.run(

@@ -11,7 +11,14 @@ from receiver import notify, usecases
 from receiver.cli import common
 from receiver.domain.model import INSTANCE_ID, STATUSES
 from receiver.errors import GbgError, Superseded, Throttled
-from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
+from receiver.shapes import (
+    delivery_json,
+    event_json,
+    instance_json,
+    outbox_json,
+    quarantined_json,
+)
+from receiver.store.schema import MAX_ID
 
 
 @click.command()
@@ -139,6 +146,29 @@ def replay(message_id: int) -> None:
 
 
 @click.command()
+@click.option("--limit", default=100, type=click.IntRange(1, 1000))
+def quarantine(limit: int) -> None:
+    """List webhook deliveries set aside because they could not be folded, and why."""
+    for row in common.services().store.quarantined(limit=limit):
+        click.echo(json.dumps(quarantined_json(row)))
+
+
+@click.command()
+@click.argument("delivery_id", metavar="DELIVERY", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Every delivery set aside.")
+def refold(delivery_id: int | None, every: bool) -> None:
+    """Put a delivery set aside (or --all) back in the inbox, after a fix."""
+    if (delivery_id is None) == (not every):
+        raise click.UsageError("give one DELIVERY id or --all")
+    if delivery_id is not None and not 0 < delivery_id <= MAX_ID:
+        raise click.ClickException(f"no such delivery set aside: {delivery_id}")
+    back = usecases.refold(common.services(), delivery_id)
+    if delivery_id is not None and not back:
+        raise click.ClickException(f"no such delivery set aside: {delivery_id}")
+    click.echo(f"{back} deliveries back in the inbox")
+
+
+@click.command()
 @click.argument("resource_id", metavar="RESOURCE")
 @click.option("--reference", default=None, help="Your own reference for the journey.")
 def start(resource_id: str, reference: str | None) -> None:
@@ -153,4 +183,17 @@ def start(resource_id: str, reference: str | None) -> None:
     common.echo_json(instance_json(decision.instance))
 
 
-COMMANDS = (start, purge, register, show, poll, list_, resume, erase, outbox, replay)
+COMMANDS = (
+    start,
+    purge,
+    register,
+    show,
+    poll,
+    list_,
+    resume,
+    erase,
+    outbox,
+    replay,
+    quarantine,
+    refold,
+)

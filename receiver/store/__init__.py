@@ -61,6 +61,22 @@ class Store:
         with self.db.read() as conn:
             return inbox.for_instance(conn, instance_id)
 
+    def waiting_deliveries(self, limit: int) -> list[int]:
+        with self.db.read() as conn:
+            return inbox.waiting_ids(conn, limit)
+
+    def fold_failed(self, delivery_id: int, error: str, now: float, tries: int) -> bool:
+        with self.db.write() as conn:
+            return inbox.fold_failed(conn, delivery_id, error, now, tries)
+
+    def quarantined(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return inbox.quarantined(conn, after, limit)
+
+    def refold(self, delivery_id: int | None = None) -> int:
+        with self.db.write() as conn:
+            return inbox.refold(conn, delivery_id)
+
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> Instance | None:
@@ -167,7 +183,7 @@ class Store:
     # -- retention and erasure -------------------------------------------------------------
 
     def purge(self, before: float) -> tuple[int, int]:
-        """Delete folded deliveries and delivered messages, and forget personal data, older
+        """Delete folded deliveries and finished messages, and forget personal data, older
         than ``before``; answer (rows deleted, instances forgotten).
 
         Rows go in batches, each its own short transaction, so a long purge never

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from receiver.domain.model import IN_PROGRESS, Instance
 from receiver.store.engine import Raced
+from receiver.store.inbox import WAITING
 from receiver.store.schema import deliveries, instances
 
 FIELDS = tuple(f.name for f in fields(Instance))
@@ -112,13 +113,11 @@ def due_selection(now: Any, limit: Any) -> sa.Select[Any]:
     """Unleased instances whose next poll has come, soonest first, read off ix_instances_due.
 
     An instance with a delivery still in the inbox waits for it to be folded: polled
-    now, it would be polled as one that had no webhook.
+    now, it would be polled as one that had no webhook. One set aside holds nothing up.
     """
     waiting = (
         sa.select(deliveries.c.id)
-        .where(
-            deliveries.c.instance_id == instances.c.instance_id, deliveries.c.folded_at.is_(None)
-        )
+        .where(deliveries.c.instance_id == instances.c.instance_id, WAITING)
         .exists()
     )
     return (

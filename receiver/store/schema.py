@@ -69,6 +69,11 @@ deliveries = sa.Table(
     sa.Column("body", sa.LargeBinary),
     # The inbox: NULL until a worker has folded the delivery into its instance.
     sa.Column("folded_at", sa.Float),
+    # A delivery that could not be folded: tries so far, the last reason, and when it was
+    # set aside (quarantined) after the last try; the rest of the inbox folds past it.
+    sa.Column("fold_tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fold_error", sa.String(256)),
+    sa.Column("quarantined_at", sa.Float),
     partial_index("ix_deliveries_unfolded", "id", "folded_at IS NULL"),
     partial_index("ix_deliveries_unfolded_instance", "instance_id", "folded_at IS NULL"),
     sqlite_autoincrement=True,

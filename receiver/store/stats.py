@@ -46,6 +46,7 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         "gbg_paused_for": max(0.0, paused_until - now) if paused_until is not None else 0.0,
         "inbox_depth": waiting,
         "inbox_oldest_age": _age(now, oldest_delivery),
+        "inbox_quarantined": inbox.quarantined_count(conn),
         "outbox_pending": messages[outbox.PENDING],
         "outbox_failed": messages[outbox.FAILED],
         "outbox_oldest_age": _age(now, oldest_message),

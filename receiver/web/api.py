@@ -12,7 +12,13 @@ from flask import Blueprint, request
 from receiver import notify, usecases
 from receiver.domain.model import INSTANCE_ID
 from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable, Problem, Throttled
-from receiver.shapes import delivery_json, event_json, instance_json, outbox_json
+from receiver.shapes import (
+    delivery_json,
+    event_json,
+    instance_json,
+    outbox_json,
+    quarantined_json,
+)
 from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
 from receiver.store.schema import MAX_ID
 from receiver.web import context, reads
@@ -168,6 +174,26 @@ def replay(message_id: int) -> dict[str, Any]:
     if message is None:
         raise Problem(404, "Not found", "no such message")
     return outbox_json(message)
+
+
+@bp.get("/quarantine")
+def quarantine() -> dict[str, Any]:
+    """Webhook deliveries set aside because they could not be folded, oldest first."""
+    after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
+    limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
+    rows = context.services().store.quarantined(after=after, limit=limit)
+    return {
+        "deliveries": [quarantined_json(r) for r in rows],
+        "nextAfter": rows[-1]["id"] if rows else after,
+    }
+
+
+@bp.post("/quarantine/<int:delivery_id>/refold")
+def refold(delivery_id: int) -> dict[str, Any]:
+    """Put a delivery set aside back in the inbox (after a fix), with fresh tries."""
+    if not 0 < delivery_id <= MAX_ID or not usecases.refold(context.services(), delivery_id):
+        raise Problem(404, "Not found", "no such delivery set aside")
+    return {"id": delivery_id, "refolded": True}
 
 
 @bp.get("/events")

@@ -133,6 +133,7 @@ def home() -> str:
     return render_template(
         "dashboard/overview.html",
         snap=services.store.snapshot(now),
+        quarantined=services.store.quarantined(limit=PAGE),
         endings=endings,
         chart=endings.chart(),
         refresh=REFRESH,
@@ -220,6 +221,15 @@ def replay(message_id: int) -> Redirect:
         raise Problem(404, "Not found", "no such message")
     flash(f"Message {message.seq} will be sent again now.", "ok")
     return _back_to(message.instance_id)
+
+
+@bp.post("/quarantine/<int:delivery_id>/refold")
+def refold(delivery_id: int) -> Redirect:
+    if usecases.refold(context.services(), delivery_id):
+        flash(f"Delivery {delivery_id} is back in the inbox.", "ok")
+    else:
+        flash(f"Delivery {delivery_id} is not set aside.", "error")
+    return redirect(url_for("dashboard.home"), 303)
 
 
 def _cursor() -> dict[str, str]:
