@@ -1,5 +1,6 @@
 """JSON as RFC 8259 has it: Python's parser also reads NaN, Infinity and 1e999 (as
-infinity), which no store column, time or answer of ours can hold. Refused here."""
+infinity), which no store column, time or answer of ours can hold. Refused here, as is
+a string holding NUL (``\\u0000``), which PostgreSQL's text cannot hold."""
 
 from __future__ import annotations
 
@@ -9,12 +10,27 @@ from typing import Any
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse ``data``; raise ValueError for invalid JSON and for non-finite numbers."""
-    return json.loads(data, parse_constant=_refuse, parse_float=_finite)
+    """Parse ``data``; raise ValueError for invalid JSON, OutOfRange for what valid JSON
+    holds and we cannot (a non-finite number, a NUL character)."""
+    value = json.loads(data, parse_constant=_refuse, parse_float=_finite)
+    escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
+    if escaped and _holds_nul(value):  # only JSON's escape can bring a NUL in
+        raise OutOfRange("a string holds a NUL character")
+    return value
 
 
 class OutOfRange(ValueError):
-    """Valid JSON, with a number no float can hold."""
+    """Valid JSON, with a value no column of ours can hold."""
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _refuse(name: str) -> Any:

@@ -264,7 +264,14 @@ def test_an_answer_larger_than_any_state_is_garbage(gbg: Gbg) -> None:
 
 
 @pytest.mark.parametrize(
-    "answer", [b'{"status": NaN}', b'{"status": "Completed", "n": Infinity}', b'{"n": 1e999}']
+    "answer",
+    [
+        b'{"status": NaN}',
+        b'{"status": "Completed", "n": Infinity}',
+        b'{"n": 1e999}',
+        b'{"status": "Completed\\u0000"}',  # no PostgreSQL text holds a NUL
+        b'{"status": "Completed", "context": {"x\\u0000": [1]}}',
+    ],
 )
 def test_numbers_json_does_not_have_are_garbage(gbg: Gbg, answer: bytes) -> None:
     gbg.script[FETCH] = [(200, answer, {})]

@@ -213,6 +213,25 @@ def test_auth_none_still_checks_credentials_once_they_are_configured(services: S
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"instanceId": "n-1", "status": "Completed\\u0000"}',
+        b'{"instanceId": "n-1", "data": {"k\\u0000": ["x"]}}',
+        b'{"instanceId": "n-1\\u0000"}',
+    ],
+)
+def test_a_nul_character_is_a_422_and_stores_nothing(  # type: ignore[no-untyped-def]
+    client, store: Store, raw: bytes
+) -> None:
+    answer = client.post(URL, data=raw, headers=basic() | {"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.get_json()["detail"] == "a string holds a NUL character"
+    assert nothing_stored(store)
+    escaped = b'{"instanceId": "n-2", "note": "\\\\u0000 is only text"}'  # a backslash, no NUL
+    assert client.post(URL, data=escaped, headers=basic()).status_code == 202
+
+
+@pytest.mark.parametrize(
     ("raw", "status"),
     [
         (b"{oops", 400),

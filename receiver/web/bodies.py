@@ -45,8 +45,8 @@ def parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400/422 problem."""
     try:
         payload = strictjson.loads(body)
-    except strictjson.OutOfRange:
-        raise Problem(422, "Unprocessable body", "a number is out of range") from None
+    except strictjson.OutOfRange as exc:
+        raise Problem(422, "Unprocessable body", str(exc)) from None
     except (ValueError, RecursionError):
         raise Problem(400, "Malformed body", "the body is not valid JSON") from None
     if not isinstance(payload, dict):
