@@ -18,7 +18,7 @@ from tests.conftest import API_TOKEN, FakeClock, with_settings
 from tests.test_poller import poll_once, webhook
 
 REFERENCE = "ORDER-jane.doe@example.com"
-OUTCOME = "Outcome-Zq7x"
+OUTCOME = "Zq7x Outcome"
 
 
 def stored_bytes(services: Services) -> bytes:

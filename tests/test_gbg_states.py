@@ -53,24 +53,35 @@ def test_the_last_step_outcome_wins_and_empty_or_odd_ones_are_passed_over() -> N
         "odd",
     ]
     assert parse_state(v2(steps)).outcome == "Of Age"
-    long = v2([{"result": {"outcome": "O" * 300}}])
-    assert parse_state(long).outcome == "O" * 256
-    assert parse_state(long, store_pii=True).outcome == "O" * 256  # kept whole, cut all the same
     assert parse_state(v2([{"result": {"outcome": 5}}])).outcome is None
 
 
-def nested(depth: int) -> Any:
-    value: Any = {"outcome": "Deep"}
-    for _ in range(depth):
-        value = [value]
-    return value
+@pytest.mark.parametrize("store_pii", [False, True])
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        "Jane Doe, 1 High St",  # an address
+        "O" * 300,  # no label
+        "Born 01.01.1990",
+        "Ref 1234567",
+        "jane.doe@example.com",
+        "Of Age\nJane Doe",
+    ],
+)
+def test_an_outcome_is_only_a_short_label_whatever_the_setting(
+    outcome: str, store_pii: bool
+) -> None:
+    assert parse_state(v2([{"result": {"outcome": outcome}}]), store_pii=store_pii).outcome is None
 
 
-def test_v1_outcomes_are_found_in_data_down_to_eight_levels() -> None:
-    assert parse_state({"status": "Completed", "data": nested(8)}).outcome == "Deep"
-    assert parse_state({"status": "Completed", "data": nested(9)}).outcome is None
-    data = {"a": {"outcome": ""}, "b": [{"c": {"outcome": "Found"}}]}
-    assert parse_state({"status": "Completed", "data": data}).outcome == "Found"
+@pytest.mark.parametrize("outcome", ["Of Age", "Not Of Age", "Refer", "Age 18+", "PASS"])
+def test_short_labels_are_kept_as_outcomes(outcome: str) -> None:
+    assert parse_state(v2([{"result": {"outcome": outcome}}])).outcome == outcome
+
+
+def test_v1_data_is_no_documented_outcome_field() -> None:
+    data = {"outcome": "Jane Doe, 1 High St", "b": [{"c": {"outcome": "Of Age"}}]}
+    assert parse_state({"status": "Completed", "data": data}).outcome is None
 
 
 def test_a_result_that_is_no_object_is_not_kept() -> None:
@@ -92,7 +103,26 @@ def test_v2_journey_times_win_over_v1_metadata() -> None:
     v1 = parse_state(
         {"status": "InProgress", "metaData": {"createdTime": "x", "completedTime": ""}}
     )
-    assert v1.journey == {"startedAt": "x", "endedAt": None}
+    assert v1.journey == {"startedAt": None, "endedAt": None}  # "x" is no time
+
+
+@pytest.mark.parametrize("store_pii", [False, True])
+def test_a_time_field_keeps_only_a_timestamp(store_pii: bool) -> None:
+    person = {"firstName": "Jane", "lastName": "Doe"}
+    v1 = {"status": "Completed", "metaData": {"createdTime": person, "completedTime": "Jane"}}
+    state = parse_state(v1, store_pii=store_pii)
+    assert state.journey == {"startedAt": None, "endedAt": None}
+    assert "Jane" not in str(parse_state(v1).document)
+    body = v2()
+    body["context"]["process"]["journey"] = {"startedAt": person, "endedAt": 1767323045000}
+    journey = parse_state(body, store_pii=store_pii).journey
+    assert journey is not None
+    assert (journey["startedAt"], journey["endedAt"]) == (None, 1767323045000)
+    stamped = {"status": "Completed", "metaData": {"createdTime": "2026-01-01T00:00:00.213Z"}}
+    assert parse_state(stamped).journey == {
+        "startedAt": "2026-01-01T00:00:00.213Z",
+        "endedAt": None,
+    }
 
 
 @pytest.fixture

@@ -151,20 +151,3 @@ def test_the_simulator_answers_with_gbgs_documented_keys(sim: Simulator) -> None
     assert keys(state_v2(sim.instances[instance_id])) == keys(documented("v2-completed.json"))
     spellings = {state_v2(sim.instances[sim.create(f"s-{n}")])["status"] for n in range(8)}
     assert spellings == {"InProgress", "IN_PROGRESS"}  # both of GBG's spellings appear
-
-
-@pytest.mark.parametrize(
-    ("data", "outcome"),
-    [
-        ({}, None),
-        ({"outcome": "Of Age"}, "Of Age"),
-        ({"steps": [{"result": {"outcome": "Not Of Age"}}]}, "Not Of Age"),
-        ({"checks": {"age": {"outcome": 7}}}, None),  # not a string: no outcome
-    ],
-)
-def test_a_v1_outcome_is_read_from_its_data(data: dict[str, Any], outcome: str | None) -> None:
-    body = documented("v1-in-progress.json") | {"status": "Completed", "data": data}
-    state = parse_state(body)
-    assert state.outcome == outcome
-    assert state.document is not None
-    assert "data" not in state.document  # v1's data holds the person: never stored

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver import usecases
+from receiver.domain.privacy import RESULT, minimal
 from receiver.services import Services
 from receiver.store.schema import metadata
 from receiver.testing.simulator import Simulator
@@ -154,3 +155,27 @@ def test_retention_forgets_finished_instances_personal_data(
     )
     # An unfinished instance keeps what the application needs to find it.
     assert services.store.get("still-running").reference == "customer-42"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "01.01.1990",  # a date of birth
+        "Jane.Doe",  # a name
+        "AB.1234567",  # a document number
+        "resultcode.confirm.age Ada Lovelace",  # a code, then a name
+        "resultcode.confirm.age\nAda",
+        "resultcode",  # one word: no code
+        "resultcode.age.1990",
+    ],
+)
+def test_an_advice_code_is_matched_whole_against_a_tight_pattern(code: str) -> None:
+    advice = {"capabilities": [code, "resultcode.confirm.age"], "single": code}
+    assert minimal({"advice": advice}, RESULT) == {
+        "advice": {"capabilities": ["resultcode.confirm.age"]}
+    }
+
+
+def test_advice_codes_as_gbg_writes_them_are_kept() -> None:
+    codes = ["resultcode.confirm.age", "resultcode.age_verified", "result-code.not-of-age"]
+    assert minimal({"advice": {"c": codes}}, RESULT) == {"advice": {"c": codes}}

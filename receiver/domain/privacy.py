@@ -12,22 +12,35 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# An advice code as GBG writes them ("resultcode.confirm.age"): dotted words, no spaces.
-_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){1,8}")
+# Each kept field is checked for what it means, not only for where it is:
+# an advice code as GBG writes them ("resultcode.confirm.age"): dotted lower-case words,
+# matched whole (no digits: no dates, no numbers, no names with capitals)...
+_CODE = re.compile(r"[a-z][a-z_-]{0,63}(\.[a-z][a-z_-]{0,63}){1,8}")
+# ...an outcome: a short label of a few words ("Of Age", "Not Of Age", "Refer")...
+_LABEL = re.compile(r"[A-Za-z0-9+]{1,24}( [A-Za-z0-9+]{1,24}){0,4}")
+_LABEL_LEN = 48
+# ...a time: an RFC 3339 / ISO 8601 timestamp, nothing else.
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?")
 _TEXT = 256  # longest string kept from an allow-listed field
 
 # A shape says what to keep: True keeps a scalar, a dict keeps those keys (each with its
-# own shape), a one-item list keeps every item by that item's shape, CODES keeps advice.
-CODES = "codes"
-RESULT: dict[str, Any] = {"status": True, "outcome": True, "advice": CODES}
-JOURNEY = {k: True for k in ("name", "id", "version", "startedAt", "endedAt")} | {
-    "durationMilliSec": True
+# own shape), a one-item list keeps every item by that item's shape, CODES keeps advice
+# codes, LABEL a short label, TIME a timestamp (text or epoch number).
+CODES, LABEL, TIME = "codes", "label", "time"
+RESULT: dict[str, Any] = {"status": True, "outcome": LABEL, "advice": CODES}
+JOURNEY: dict[str, Any] = {
+    "name": True,
+    "id": True,
+    "version": True,
+    "startedAt": TIME,
+    "endedAt": TIME,
+    "durationMilliSec": True,
 }
 STEP: dict[str, Any] = {"nodeId": True, "status": True, "result": RESULT}
 STATE: dict[str, Any] = {
     "instanceId": True,
     "status": True,
-    "metaData": {"createdTime": True, "completedTime": True},
+    "metaData": {"createdTime": TIME, "completedTime": TIME},
     "context": {
         "process": {
             "journey": JOURNEY,
@@ -66,6 +79,10 @@ def minimal(document: Any, shape: Any) -> Any:
         return document if isinstance(document, int | float | bool) or document is None else None
     if shape == CODES:
         return _codes(document)
+    if shape == LABEL:
+        return label(document)
+    if shape == TIME:
+        return time_value(document)
     if isinstance(shape, list):
         if not isinstance(document, list):
             return None
@@ -74,6 +91,22 @@ def minimal(document: Any, shape: Any) -> Any:
         return None
     kept = {key: minimal(document[key], sub) for key, sub in shape.items() if key in document}
     return {key: value for key, value in kept.items() if value is not None}
+
+
+def label(value: Any) -> str | None:
+    """``value`` if it is a short label (a few words of letters and digits), else None."""
+    if not isinstance(value, str) or len(value) > _LABEL_LEN or not _LABEL.fullmatch(value):
+        return None
+    return None if re.search(r"\d{3}", value) else value  # no dates, postcodes, numbers
+
+
+def time_value(value: Any) -> str | int | float | None:
+    """``value`` if it is a timestamp (RFC 3339 text or an epoch number), else None."""
+    if isinstance(value, str):
+        return value if _TIME.fullmatch(value) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def allowed_headers(headers: Any, secret: str) -> dict[str, str]:

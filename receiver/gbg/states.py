@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.domain.model import GbgState, normalize_status
-from receiver.domain.privacy import STATE, minimal
+from receiver.domain.privacy import JOURNEY, STATE, label, minimal, time_value
 from receiver.errors import GbgUnavailable
 
 log = logging.getLogger(__name__)
 
 _YEAR_10000 = 253402300800.0  # the first second no RFC 3339 time can show
-_JOURNEY_KEYS = ("name", "id", "version", "startedAt", "endedAt", "durationMilliSec")
 
 
 def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
@@ -32,45 +31,32 @@ def parse_state(body: dict[str, Any], *, store_pii: bool = False) -> GbgState:
     process = _dict(context.get("process"))
     journey_doc = _dict(process.get("journey"))
     meta = _dict(body.get("metaData"))
-    # Every key, null where GBG has none yet (endedAt stays null until the journey ends).
-    journey = {k: journey_doc.get(k) for k in _JOURNEY_KEYS} if journey_doc else {}
+    # Every key, null where GBG has none yet (endedAt stays null until the journey ends);
+    # each by its meaning whatever RECEIVER_STORE_PII says: it is forwarded.
+    journey = {k: minimal(journey_doc.get(k), JOURNEY[k]) for k in JOURNEY} if journey_doc else {}
     if not journey and meta:
         # v1 says "completedTime": "" while in progress: no end yet is null, never "".
-        journey = {"startedAt": meta.get("createdTime") or None}
-        journey["endedAt"] = meta.get("completedTime") or None
+        journey = {
+            "startedAt": time_value(meta.get("createdTime")),
+            "endedAt": time_value(meta.get("completedTime")),
+        }
+    # The outcome only from GBG's documented field, each step's result.outcome (the last
+    # step's wins), and only as a short label: it is forwarded to the application.
     outcome = None
     for step in process.get("steps") or []:
-        found = _dict(_dict(step).get("result")).get("outcome")
-        if isinstance(found, str) and found:
+        found = label(_dict(_dict(step).get("result")).get("outcome"))
+        if found:
             outcome = found
-    if outcome is None:  # v1 keeps its results in `data`, in no documented shape: look
-        outcome = _first_outcome(body.get("data"))  # before the person's data is dropped
     result = context.get("result")
     return GbgState(
         status=status,
         gbg_status=raw_status[:64],
-        outcome=outcome[:256] if outcome else None,
+        outcome=outcome,
         result=result if isinstance(result, dict) else None,
         journey=journey or None,
         completed_at=_timestamp(journey_doc.get("endedAt") or meta.get("completedTime")),
         document=document,
     )
-
-
-def _first_outcome(value: Any, depth: int = 0) -> str | None:
-    """The first string under a key named ``outcome`` in v1's ``data``, at any depth."""
-    if depth > 8:
-        return None
-    if isinstance(value, dict):
-        found = value.get("outcome")
-        if isinstance(found, str) and found:
-            return found
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            if (found := _first_outcome(item, depth + 1)) is not None:
-                return found
-    return None
 
 
 def _dict(value: Any) -> dict[str, Any]:
