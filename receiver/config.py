@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from receiver.errors import ConfigError
-from receiver.guards import loopback, not_whsec, weak_secret
+from receiver.guards import demo_values, loopback, not_whsec, weak_secret
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -185,13 +185,21 @@ class Settings:
         )
         if self.forward_secret is not None and (why := not_whsec(self.forward_secret)):
             need(False, "FORWARD_SECRET", why)
-        for var in ("webhook_password", "webhook_api_key", "api_tokens"):
-            values = getattr(self, var)
-            for value in values if isinstance(values, tuple) else (values,):
+        for var, values in self._our_secrets.items():
+            for value in values:
                 if value is not None and (weakness := weak_secret(value)):
-                    need(False, var.upper(), weakness)
+                    need(False, var, weakness)
                     break
         return out
+
+    @property
+    def _our_secrets(self) -> dict[str, tuple[str | None, ...]]:
+        """The secrets that guard this service, by setting (less RECEIVER_)."""
+        return {
+            "WEBHOOK_PASSWORD": (self.webhook_password,),
+            "WEBHOOK_API_KEY": (self.webhook_api_key,),
+            "API_TOKENS": self.api_tokens,
+        }
 
     def check_web(self) -> None:
         """Raise ConfigError unless the webhook can be served as configured.
@@ -207,6 +215,8 @@ class Settings:
                     f"(RECEIVER_GBG_BASE_URL is {self.gbg_url}); set webhook credentials"
                 ]
             )
+        if refused := demo_values(self._our_secrets, self.gbg_url, self.bind):
+            raise ConfigError(refused)
         if self.webhook_auth == "required" and not self.webhook_credentials_set:
             raise ConfigError(
                 [

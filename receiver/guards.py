@@ -24,6 +24,31 @@ def weak_secret(value: str) -> str | None:
     return None
 
 
+# The values deploy/demo.env publishes (a test keeps the two alike): anyone who has read
+# the README knows them, so they guard only a demo that nobody else can reach.
+DEMO_SECRETS = frozenset(
+    {
+        "demo-password-for-make-run-only",
+        "demo-token-for-make-run-only",
+        "demo-simulator-secret-for-make-run-only",
+    }
+)
+
+
+def demo_values(secrets: dict[str, tuple[str | None, ...]], gbg_url: str, bind: str) -> list[str]:
+    """A refusal for each setting (``secrets``: name less RECEIVER_, values) that holds a
+    published demo value, unless GBG and the bind are both on loopback: a demo."""
+    if loopback(gbg_url) and loopback_bind(bind):
+        return []
+    return [
+        f"RECEIVER_{name}: is a published demo value (deploy/demo.env), only for a demo with "
+        f"GBG and RECEIVER_BIND on loopback (GBG is {gbg_url}, the bind {bind}); set a "
+        "secret of your own"
+        for name, values in secrets.items()
+        if DEMO_SECRETS.intersection(values)
+    ]
+
+
 def not_whsec(secret: str) -> str | None:
     """Why ``secret`` is no Standard Webhooks signing key of 24 random bytes or more."""
     hint = f"make one: python3 -c {_WHSEC!r}"
@@ -38,7 +63,19 @@ def not_whsec(secret: str) -> str | None:
 
 
 def loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
+    """Whether ``url``'s host is this machine."""
+    return _loopback_host(urllib.parse.urlsplit(url).hostname or "")
+
+
+def loopback_bind(bind: str) -> bool:
+    """Whether a gunicorn bind (HOST:PORT, [V6]:PORT or unix:PATH) is reachable only from
+    this machine."""
+    if bind.startswith("unix:"):
+        return True
+    return _loopback_host(bind.rpartition(":")[0].strip("[]"))
+
+
+def _loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -142,6 +142,23 @@ def test_signing_out_ends_the_session(client: FlaskClient) -> None:
     assert client.get("/dashboard/").status_code == 302
 
 
+def test_signing_out_revokes_the_session_on_every_host(
+    services: Services, client: FlaskClient
+) -> None:
+    sign_in(client)
+    saved = client.get_cookie("__Secure-gbgr-dashboard", path="/dashboard")
+    assert saved is not None
+    other_host = create_app(services=services).test_client()  # another process, same store
+    other_host.set_cookie(saved.key, saved.value, path="/dashboard")
+    assert other_host.get("/dashboard/").status_code == 200
+    post(client, "/dashboard/signout", "/dashboard/")
+    assert other_host.get("/dashboard/").status_code == 302  # the copy opens nothing now
+    client.set_cookie(saved.key, saved.value, path="/dashboard")
+    assert client.get("/dashboard/").status_code == 302
+    sign_in(client)  # a new sign-in is a new session
+    assert client.get("/dashboard/").status_code == 200
+
+
 def test_a_session_ends_after_eight_hours_or_when_its_token_is_removed(
     services: Services, client: FlaskClient, clock: FakeClock
 ) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import pytest
 
-from receiver.guards import MIN_SECRET, loopback, not_whsec, weak_secret
+from receiver.guards import DEMO_SECRETS, MIN_SECRET, demo_values, loopback, not_whsec, weak_secret
+from tests.processes import base_env, run
 
 HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -68,3 +71,54 @@ def test_a_signing_key_is_whsec_and_24_random_bytes(secret: str, good: bool) -> 
 )
 def test_loopback_is_this_machine_only(url: str, near: bool) -> None:
     assert loopback(url) is near
+
+
+DEMO_ENV = Path(__file__).resolve().parents[1] / "deploy" / "demo.env"
+
+
+def test_every_secret_demo_env_publishes_is_known_as_a_demo_value() -> None:
+    published = set(re.findall(r"_demo_default RECEIVER_\w+ (demo-\S+-only)", DEMO_ENV.read_text()))
+    assert len(published) == 3
+    assert published == DEMO_SECRETS
+
+
+@pytest.mark.parametrize(
+    ("gbg", "bind", "refused"),
+    [
+        ("http://127.0.0.1:8001", "127.0.0.1:8000", False),  # make run
+        ("http://localhost:8001", "[::1]:8000", False),
+        ("http://127.0.0.1:8001", "unix:/run/gbg-receiver.sock", False),
+        ("https://eu.platform.go.gbgplc.com", "127.0.0.1:8000", True),
+        ("http://127.0.0.1:8001", "0.0.0.0:8000", True),
+        ("http://127.0.0.1:8001", "10.0.0.5:8000", True),
+    ],
+)
+def test_published_demo_values_guard_only_a_demo_on_loopback(
+    gbg: str, bind: str, refused: bool
+) -> None:
+    secrets = {
+        "WEBHOOK_PASSWORD": ("demo-password-for-make-run-only",),
+        "WEBHOOK_API_KEY": (None,),
+        "API_TOKENS": ("a-token-of-our-own-9c2d-6e0a", "demo-token-for-make-run-only"),
+    }
+    problems = demo_values(secrets, gbg, bind)
+    assert [p.split(":")[0] for p in problems] == (
+        ["RECEIVER_WEBHOOK_PASSWORD", "RECEIVER_API_TOKENS"] if refused else []
+    )
+    assert demo_values({"API_TOKENS": ("a-token-of-our-own-9c2d-6e0a",)}, gbg, bind) == []
+
+
+def test_web_with_real_gbg_and_the_demo_values_does_not_start(tmp_path: Path) -> None:
+    env = base_env(
+        tmp_path,
+        RECEIVER_GBG_CLIENT_ID="real-client",
+        RECEIVER_GBG_CLIENT_SECRET="real-secret-7f3e-a91c-55d0",
+        RECEIVER_BIND="0.0.0.0:8000",
+        RECEIVER_WEBHOOK_USERNAME="demo",
+        RECEIVER_WEBHOOK_PASSWORD="demo-password-for-make-run-only",
+        RECEIVER_API_TOKENS="demo-token-for-make-run-only",
+    )
+    refused = run(["web"], env)
+    assert refused.returncode == 1
+    assert "RECEIVER_WEBHOOK_PASSWORD: is a published demo value" in refused.stderr
+    assert "RECEIVER_API_TOKENS: is a published demo value" in refused.stderr

@@ -342,14 +342,29 @@ def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type
         source.append_delivery(delivery(f"m-{n}", at=NOW + n))
         apply(source, Registered(f"m-{n}"), NOW + n)
         apply(source, Fetched(f"m-{n}", GbgState(COMPLETED, "Completed")), NOW + 10)
+    usecases.fold(source, Policy(), [(Registered("f-1"), NOW)], forward=True)
+    usecases.fold(
+        source, Policy(), [(Fetched("f-1", GbgState(COMPLETED, "Completed")), NOW)], forward=True
+    )
+    [message] = source.messages(status=None, limit=9)  # still to be sent: moves along
+    source.revoke_session("signed-out", NOW + 3600)
     FetchSlots(source.db, 1.0).take(lambda: NOW)
     copied = copy_from(source.db, target.db, batch=2)
-    assert copied == {"instances": 5, "deliveries": 5, "events": 5, "rate_limits": 1}
+    assert copied == {
+        "instances": 6,
+        "deliveries": 5,
+        "events": 6,
+        "outbox": 1,
+        "rate_limits": 1,
+        "revoked_sessions": 1,
+    }
+    assert target.messages(status=None, limit=9) == [message]
+    assert target.session_revoked("signed-out")
     assert target.events_after(0, 10) == source.events_after(0, 10)
     assert target.get("m-3") == source.get("m-3")
     apply(target, Registered("after-move"), NOW + 20)
     apply(target, Fetched("after-move", GbgState(COMPLETED, "Completed")), NOW + 21)
-    assert target.events_after(5, 10)[0]["seq"] == 6  # the sequence continues
+    assert target.events_after(6, 10)[0]["seq"] == 7  # the sequence continues
     with pytest.raises(ValueError, match="already has instances"):
         copy_from(source.db, target.db)
     source.engine.dispose()

@@ -2,10 +2,11 @@
 
 Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialects and
 transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
-``events`` (the status-change log), ``rate`` (the shared fetch rate), ``stats`` and
-``copy``. ``Store`` runs each single-step operation in its own transaction; a use case
-that must lock, decide and save in one transaction calls ``transaction`` with the
-adapter functions instead.
+``events`` (the status-change log), ``outbox`` (messages to the application), ``rate``
+(the shared fetch rate), ``sessions`` (dashboard sign-outs), ``stats`` and ``copy``.
+``Store`` runs each single-step operation in its own transaction; a use case that must
+lock, decide and save in one transaction calls ``transaction`` with the adapter
+functions instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import Instance
-from receiver.store import events, inbox, instances, outbox, rate, stats
+from receiver.store import events, inbox, instances, outbox, rate, sessions, stats
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
@@ -180,6 +181,16 @@ class Store:
                 conn, status=status, limit=limit, after=after, instance_id=instance_id
             )
 
+    # -- dashboard sessions -------------------------------------------------------------------
+
+    def revoke_session(self, sid: str, until: float) -> None:
+        with self.db.write() as conn:
+            sessions.revoke(conn, sid, until)
+
+    def session_revoked(self, sid: str) -> bool:
+        with self.db.read() as conn:
+            return sessions.revoked(conn, sid)
+
     # -- retention and erasure -------------------------------------------------------------
 
     def purge(self, before: float) -> tuple[int, int]:
@@ -190,7 +201,7 @@ class Store:
         keeps a webhook waiting for the writer.
         """
         deleted = 0
-        for purge_batch in (inbox.purge, outbox.purge):
+        for purge_batch in (inbox.purge, outbox.purge, sessions.purge):
             while True:
                 with self.db.write() as conn:
                     batch = purge_batch(conn, before, PURGE_BATCH)

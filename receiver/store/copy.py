@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from receiver.store.engine import Database
-from receiver.store.schema import deliveries, events, instances, rate_limits
+from receiver.store.schema import (
+    deliveries,
+    events,
+    instances,
+    outbox,
+    rate_limits,
+    revoked_sessions,
+)
 
 
 def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str, int]:
@@ -17,7 +24,7 @@ def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str
     with target.write() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar():
             raise ValueError("the target store already has instances")
-        for table in (instances, deliveries, events, rate_limits):
+        for table in (instances, deliveries, events, outbox, rate_limits, revoked_sessions):
             conn.execute(table.delete())
             key = next(iter(table.primary_key.columns))
             copied[table.name], last = 0, None

@@ -1,7 +1,7 @@
 """The schema, in one place: Alembic's migrations produce exactly this (a test checks).
 
 Instances, the inbox of webhook deliveries, the event log, the outbox of messages to
-the application, and the shared fetch rate.
+the application, the shared fetch rate, and the dashboard sessions signed out.
 """
 
 from __future__ import annotations
@@ -124,4 +124,12 @@ rate_limits = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     # Until when every fetch waits because of them (GBG's outage, not any instance's).
     sa.Column("paused_until", sa.Float),
+)
+
+# Dashboard sessions signed out before their end: their cookies open nothing, on any host.
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("sid", sa.String(64), primary_key=True),
+    sa.Column("until", sa.Float, nullable=False),  # the session's own end: kept until then
 )

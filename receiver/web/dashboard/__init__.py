@@ -52,8 +52,9 @@ def _tokens() -> tuple[str, ...]:
 def _require_session() -> Redirect | None:
     if request.endpoint in OPEN:
         return None
-    key, now = current_app.secret_key, context.services().clock()
-    if not signin.signed_in(_tokens(), key, now):  # type: ignore[arg-type]
+    services = context.services()
+    key, now, revoked = current_app.secret_key, services.clock(), services.store.session_revoked
+    if not signin.signed_in(_tokens(), key, now, revoked):  # type: ignore[arg-type]
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
     if request.method == "POST":
         signin.check_csrf()
@@ -121,7 +122,7 @@ def sign_in() -> Any:
 
 @bp.post("/signout")
 def sign_out() -> Redirect:
-    signin.sign_out()
+    signin.sign_out(context.services().store.revoke_session)
     return redirect(url_for("dashboard.sign_in"), 303)
 
 

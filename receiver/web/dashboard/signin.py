@@ -2,7 +2,9 @@
 
 The cookie (``__Secure-``, HttpOnly, SameSite=Strict, path /dashboard) holds no token:
 only an HMAC of the one used, which must still match a configured token on every
-request, so removing a token from RECEIVER_API_TOKENS ends its sessions. The signing key
+request, so removing a token from RECEIVER_API_TOKENS ends its sessions. Each session
+has an id; signing out revokes it in the store, so a copy of the cookie taken before
+opens nothing after, on any host. The signing key
 is derived from the tokens themselves, so every gunicorn worker and every restart agrees
 on it without another setting. Every form carries a CSRF token bound to the session.
 """
@@ -13,7 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from flask import Flask, Request, abort, request, session
@@ -74,26 +76,34 @@ def sign_in(presented: str, tokens: Sequence[str], key: bytes, now: float) -> bo
     session.permanent = True
     session["who"] = _mark(key, matched)
     session["since"] = now
+    session["sid"] = secrets.token_urlsafe(24)
     session["csrf"] = secrets.token_urlsafe(32)
     log.info("dashboard.signed_in", extra={"peer": request.remote_addr})
     return True
 
 
-def sign_out() -> None:
+def sign_out(revoke: Callable[[str, float], None]) -> None:
+    """End the session: ``revoke(sid, until)`` it for every host, then clear the cookie."""
+    sid, since = session.get("sid"), session.get("since")
+    if isinstance(sid, str) and isinstance(since, int | float):
+        revoke(sid, since + LIFETIME.total_seconds())
     session.clear()
 
 
-def signed_in(tokens: Sequence[str], key: bytes, now: float) -> bool:
-    """The session is a sign-in with a token still configured, within its lifetime."""
-    who, since = session.get("who"), session.get("since")
+def signed_in(
+    tokens: Sequence[str], key: bytes, now: float, revoked: Callable[[str], bool]
+) -> bool:
+    """The session is a sign-in with a token still configured, within its lifetime,
+    and not signed out (``revoked``)."""
+    who, since, sid = session.get("who"), session.get("since"), session.get("sid")
     if not isinstance(who, str) or not isinstance(since, int | float):
         return False
-    if not 0 <= now - since <= LIFETIME.total_seconds():
+    if not isinstance(sid, str) or not 0 <= now - since <= LIFETIME.total_seconds():
         return False
     found = False
     for token in tokens:
         found |= hmac.compare_digest(who, _mark(key, token))
-    return found
+    return found and not revoked(sid)
 
 
 def csrf_token() -> str:
