@@ -483,3 +483,42 @@ def test_deliveries_set_aside_are_shown_and_folded_again(
     assert uc.fold_inbox(services) == 1
     post(client, f"/dashboard/quarantine/{aside}/refold", "/dashboard/")
     assert f"Delivery {aside} is not set aside." in page(client, "/dashboard/")
+
+
+@pytest.mark.parametrize(
+    ("address", "open_"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("172.20.0.4", True),
+        ("192.168.1.9", True),
+        ("::1", True),
+        ("fd00::7", True),
+        ("::ffff:10.0.0.1", True),
+        ("203.0.113.9", False),
+        ("172.32.0.1", False),
+        ("2001:db8::1", False),
+        ("::ffff:203.0.113.9", False),
+    ],
+)
+def test_metrics_and_the_dashboard_answer_the_internal_network_only(
+    services: Services, address: str, open_: bool
+) -> None:
+    client = create_app(services=services).test_client()
+    env = {"REMOTE_ADDR": address}
+    for path in ("/metrics", "/dashboard/signin", "/dashboard/"):
+        answer = client.get(path, environ_base=env)
+        assert (answer.status_code != 403) == open_, (path, answer.status_code)
+        if not open_:  # a problem for programs, a page for people
+            shown = "application/problem+json" if path == "/metrics" else "text/html"
+            assert answer.mimetype == shown
+    assert client.get("/healthz", environ_base=env).status_code == 200  # the rest is open
+
+
+def test_behind_a_proxy_the_forwarded_client_is_the_one_checked(services: Services) -> None:
+    with_settings(services, trusted_proxies=1)
+    client = create_app(services=services).test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    outside = client.get("/metrics", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9"})
+    inside = client.get("/metrics", environ_base=proxy, headers={"X-Forwarded-For": "10.0.0.8"})
+    assert (outside.status_code, inside.status_code) == (403, 200)

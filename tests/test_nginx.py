@@ -67,9 +67,10 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
         # A limit a test can reach in a few requests; every other test stays below it.
         "rate=100r/s;": "rate=1r/s;",
         "burst=200 nodelay;": "burst=8 nodelay;",
+        "/var/log/nginx/gbg-receiver.access.log": str(tmp_path / "site-access.log"),
     }.items():
         assert old in site, f"deploy/nginx/gbg-receiver.conf no longer has {old!r}"
-        site = site.replace(old, new)
+        site = site.replace(old, new)  # every occurrence
     (tmp_path / "site.conf").write_text(site)
     temp = "\n".join(
         f"  {kind}_temp_path {tmp_path / kind};"
@@ -79,7 +80,7 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
 {"user root;" if os.geteuid() == 0 else ""}
 worker_processes 1;
 pid {tmp_path / "nginx.pid"};
-error_log {tmp_path / "nginx-error.log"};
+error_log {tmp_path / "nginx-error.log"} warn;
 events {{ worker_connections 256; }}
 http {{
   access_log {tmp_path / "nginx-access.log"};
@@ -111,6 +112,7 @@ http {{
             "app": app_port,
             "web": web,
             "db": env["RECEIVER_DATABASE_URL"],
+            "logs": tmp_path,
         }
     finally:
         server.terminate()
@@ -243,3 +245,27 @@ def test_plain_http_redirects_to_https(nginx) -> None:  # type: ignore[no-untype
     conn.close()
     assert answer.status == 308
     assert answer.getheader("Location", "").startswith("https://")
+
+
+def test_the_access_log_keeps_no_query_string(nginx) -> None:  # type: ignore[no-untyped-def]
+    api = {"Authorization": f"Bearer {API_TOKEN}"}
+    status, _, _ = through_nginx(
+        nginx["https"], "GET", "/api/v1/instances?reference=jane.doe%40example.com", None, api
+    )
+    assert status == 200
+    through_nginx(nginx["https"], "GET", "/dashboard/signin?next=/dashboard/instances/x-1")
+    log = (nginx["logs"] / "site-access.log").read_text()
+    assert '"GET /api/v1/instances HTTP/1.1" 200' in log
+    assert "jane.doe" not in log
+    assert "x-1" not in log
+
+
+def test_a_body_up_to_the_limit_is_never_spooled_to_disk(nginx) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"instanceId": "kept-in-memory", "pad": "x" * 900_000}).encode()
+    status, _, _ = through_nginx(
+        nginx["https"], "POST", "/webhooks/gbg", body, {**HOOK, "Content-Type": "application/json"}
+    )
+    assert status == 202
+    errors = (nginx["logs"] / "nginx-error.log").read_text()
+    assert "buffered to a temporary file" not in errors
+    assert not any((nginx["logs"] / "client_body").iterdir())

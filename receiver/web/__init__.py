@@ -3,6 +3,7 @@ health checks."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import uuid
@@ -11,6 +12,7 @@ from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from receiver.config import Settings
+from receiver.errors import Problem
 from receiver.log import request_id
 from receiver.services import Services, build_services
 from receiver.web import api, health, problems, webhook
@@ -28,6 +30,26 @@ WEBHOOK_OUTCOMES = {
     "422": "unprocessable",
     "503": "store_unavailable",
 }
+
+
+# /metrics and the dashboard answer the internal network only, however the service is
+# reached (a proxy's allow-list, or a port published straight from the container): the
+# client's address, after RECEIVER_TRUSTED_PROXIES hops, is loopback or private.
+INTERNAL = tuple(
+    ipaddress.ip_network(n)
+    for n in ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+OPERATORS_ONLY = ("/metrics", "/dashboard")
+
+
+def internal(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in INTERNAL)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
@@ -64,6 +86,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         g.request_id = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
         g.token = request_id.set(g.request_id)
         g.started = time.perf_counter()
+        path = request.path
+        if path.startswith(OPERATORS_ONLY) and not internal(request.remote_addr):
+            raise Problem(403, "Forbidden", "for the internal network only")
 
     @app.after_request
     def _finish(response: Response) -> Response:
