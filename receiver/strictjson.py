@@ -9,12 +9,13 @@ import math
 from typing import Any
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str, *, nul: bool = False) -> Any:
     """Parse ``data``; raise ValueError for invalid JSON, OutOfRange for what valid JSON
-    holds and we cannot (a non-finite number, a NUL character)."""
+    holds and we cannot: a non-finite number, and (unless ``nul``: the caller stores no
+    string of it as it is) a NUL character."""
     value = json.loads(data, parse_constant=_refuse, parse_float=_finite)
     escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
-    if escaped and _holds_nul(value):  # only JSON's escape can bring a NUL in
+    if not nul and escaped and _holds_nul(value):  # only JSON's escape brings a NUL in
         raise OutOfRange("a string holds a NUL character")
     return value
 

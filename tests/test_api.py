@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
+from receiver import usecases
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
 from tests.conftest import API_TOKEN, INSTANCE_FIELDS, with_settings
+from tests.test_webhook import basic
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -178,3 +182,67 @@ def test_replay_of_an_id_no_store_can_hold_is_404(client) -> None:  # type: igno
     answer = client.post("/api/v1/outbox/9223372036854775808/replay", headers=AUTH)
     assert answer.status_code == 404
     assert answer.mimetype == "application/problem+json"
+
+
+def cursor_of(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" + b"9" * 400 + b', "x-1"]',  # an integer no float holds
+        b'[1e999, "x-1"]',
+        b'[NaN, "x-1"]',
+        b'["1.5", "x-1"]',
+        b'[true, "x-1"]',
+        b"[1.5, 7]",
+        b'[1.5, "no/such id"]',
+        b"{}",
+        b"[1.5]",
+        b"[" * 5000 + b"]" * 5000,
+        b"\xff\xfe",
+    ],
+)
+def test_every_malformed_cursor_is_a_400(client, raw: bytes) -> None:  # type: ignore[no-untyped-def]
+    answer = client.get(f"/api/v1/instances?cursor={cursor_of(raw)}", headers=AUTH)
+    assert answer.status_code == 400
+    assert answer.get_json()["title"] == "Invalid cursor"
+
+
+def test_deliveries_come_a_page_at_a_time(client, services: Services) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        answer = client.post("/webhooks/gbg", json={"instanceId": "d-1"}, headers=basic())
+        assert answer.status_code == 202
+    assert usecases.fold_inbox(services) == 5
+    seen, after = [], 0
+    while True:
+        page = client.get(f"/api/v1/instances/d-1/deliveries?limit=2&after={after}", headers=AUTH)
+        assert page.status_code == 200, page.get_json()
+        body = page.get_json()
+        if not body["deliveries"]:
+            assert body["nextAfter"] == after
+            break
+        assert len(body["deliveries"]) <= 2
+        seen += [d["id"] for d in body["deliveries"]]
+        after = body["nextAfter"]
+    assert len(seen) == 5
+    assert seen == sorted(seen)
+    for query in ("limit=0", "limit=1001", "after=-1", "after=x"):
+        bad = client.get(f"/api/v1/instances/d-1/deliveries?{query}", headers=AUTH)
+        assert bad.status_code == 400
+
+
+def test_a_nul_is_refused_only_where_it_would_be_kept(client) -> None:  # type: ignore[no-untyped-def]
+    json_ = {**AUTH, "Content-Type": "application/json"}
+    kept = client.post(
+        "/api/v1/instances", data=b'{"instanceId": "z-1", "reference": "a\\u0000b"}', headers=json_
+    )
+    assert (kept.status_code, kept.get_json()["title"]) == (422, "Invalid reference")
+    assert client.get("/api/v1/instances?reference=a%00b", headers=AUTH).status_code == 400
+    passed_on = client.post(  # the context goes to GBG and is never stored
+        "/api/v1/journeys",
+        data=b'{"resourceId": "age-check@latest", "context": {"n\\u0000": "x"}}',
+        headers=json_,
+    )
+    assert passed_on.status_code == 201

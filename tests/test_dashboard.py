@@ -522,3 +522,37 @@ def test_behind_a_proxy_the_forwarded_client_is_the_one_checked(services: Servic
     outside = client.get("/metrics", environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.9"})
     inside = client.get("/metrics", environ_base=proxy, headers={"X-Forwarded-For": "10.0.0.8"})
     assert (outside.status_code, inside.status_code) == (403, 200)
+
+
+def test_an_instance_page_shows_the_latest_deliveries_and_links_the_rest(
+    services: Services, client: FlaskClient, clock: FakeClock
+) -> None:
+    from receiver import usecases as uc
+    from receiver.store import Delivery
+
+    for n in range(25):
+        services.store.append_delivery(
+            Delivery("many-1", clock() + n, b"{}", {}, f"10.0.0.{n}", None)
+        )
+    uc.fold_inbox(services)
+    sign_in(client)
+    html = page(client, "/dashboard/instances/many-1")
+    assert html.count("<details>") == 20
+    assert "from 10.0.0.24<" in html  # the latest ones
+    assert "from 10.0.0.4<" not in html
+    assert 'href="/dashboard/instances/many-1/deliveries"' in html
+    first = page(client, "/dashboard/instances/many-1/deliveries")
+    assert first.count("<details>") == 25  # one page holds up to 50
+    assert "from 10.0.0.0<" in first
+    assert 'rel="next"' not in first
+    assert client.get("/dashboard/instances/many-1/deliveries?after=x").status_code == 400
+    assert client.get("/dashboard/instances/nope/deliveries").status_code == 404
+
+
+def test_a_line_break_in_next_leads_home(client: FlaskClient) -> None:
+    form = client.get("/dashboard/signin").get_data(as_text=True)
+    answer = client.post(
+        "/dashboard/signin",
+        data={"token": API_TOKEN, "csrf": csrf(form), "next": "/dashboard/\r\nSet-Cookie: x=1"},
+    )
+    assert (answer.status_code, answer.headers["Location"]) == (303, "/dashboard/")

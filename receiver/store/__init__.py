@@ -58,9 +58,10 @@ class Store:
             inbox.append(cursor, self.engine.dialect.paramstyle, [d for (d,) in batch])
         return [None] * len(batch)
 
-    def deliveries_for(self, instance_id: str) -> list[dict[str, Any]]:
+    def deliveries_for(self, instance_id: str, **page: Any) -> list[dict[str, Any]]:
+        """``page``: after (an id), limit, newest (see ``inbox.for_instance``)."""
         with self.db.read() as conn:
-            return inbox.for_instance(conn, instance_id)
+            return inbox.for_instance(conn, instance_id, **page)
 
     def waiting_deliveries(self, limit: int) -> list[int]:
         with self.db.read() as conn:

@@ -139,13 +139,22 @@ def refold(conn: Connection, delivery_id: int | None) -> int:
     return len(conn.execute(waiting).all())
 
 
-def for_instance(conn: Connection, instance_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(deliveries)
-        .where(deliveries.c.instance_id == instance_id)
-        .order_by(deliveries.c.id)
+def for_instance(
+    conn: Connection,
+    instance_id: str,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+    newest: bool = False,
+) -> list[dict[str, Any]]:
+    """The instance's deliveries with an id above ``after``, oldest first, up to ``limit``
+    (None: all); with ``newest``, the latest ``limit`` of them instead (still oldest first)."""
+    query = sa.select(deliveries).where(
+        deliveries.c.instance_id == instance_id, deliveries.c.id > after
     )
-    return [dict(r._mapping) for r in rows]
+    order = deliveries.c.id.desc() if newest else deliveries.c.id
+    rows = [dict(r._mapping) for r in conn.execute(query.order_by(order).limit(limit))]
+    return rows[::-1] if newest else rows
 
 
 def depth(conn: Connection) -> tuple[int, float | None]:

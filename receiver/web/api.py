@@ -46,7 +46,7 @@ def require_token() -> None:
 
 @bp.post("/instances")
 def register() -> tuple[dict[str, Any], int]:
-    payload = parse_object(read_body())
+    payload = parse_object(read_body(), nul=True)  # only the reference is kept
     instance_id = payload.get("instanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
         raise Problem(
@@ -60,7 +60,7 @@ def register() -> tuple[dict[str, Any], int]:
 @bp.post("/journeys")
 def start_journey() -> tuple[dict[str, Any], int]:
     """Start a journey at GBG with the server's token, and register its instance."""
-    payload = parse_object(read_body())
+    payload = parse_object(read_body(), nul=True)  # only the reference is kept
     resource_id, journey_context = payload.get("resourceId"), payload.get("context", {})
     if not isinstance(resource_id, str) or not 0 < len(resource_id) <= 256:
         raise Problem(422, "Invalid resourceId", "resourceId: a string of 1-256 characters")
@@ -100,8 +100,13 @@ def instance_events(instance_id: str) -> dict[str, Any]:
 def instance_deliveries(instance_id: str) -> dict[str, Any]:
     """The webhook deliveries stored for one instance, oldest first."""
     reads.known(instance_id)
-    rows = context.services().store.deliveries_for(instance_id)
-    return {"deliveries": [delivery_json(r) for r in rows]}
+    after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
+    limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
+    rows = context.services().store.deliveries_for(instance_id, after=after, limit=limit)
+    return {
+        "deliveries": [delivery_json(r) for r in rows],
+        "nextAfter": rows[-1]["id"] if rows else after,
+    }
 
 
 @bp.get("/instances/<instance_id>/state")
@@ -209,6 +214,10 @@ def events() -> dict[str, Any]:
 
 def _reference(payload: dict[str, Any]) -> str | None:
     reference = payload.get("reference")
-    if reference is not None and (not isinstance(reference, str) or len(reference) > 256):
-        raise Problem(422, "Invalid reference", "reference: a string of at most 256 characters")
+    if reference is not None and (
+        not isinstance(reference, str) or len(reference) > 256 or "\x00" in reference
+    ):
+        raise Problem(
+            422, "Invalid reference", "reference: a string of at most 256 characters, no NUL"
+        )
     return reference

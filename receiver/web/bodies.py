@@ -41,10 +41,11 @@ def _discard_rest(stream: Any) -> None:
         left -= len(chunk)
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400/422 problem."""
+def parse_object(body: bytes, *, nul: bool = False) -> dict[str, Any]:
+    """The body as a JSON object, or a 400/422 problem; a NUL character in it is one
+    too, unless ``nul`` (the caller checks each string it keeps)."""
     try:
-        payload = strictjson.loads(body)
+        payload = strictjson.loads(body, nul=nul)
     except strictjson.OutOfRange as exc:
         raise Problem(422, "Unprocessable body", str(exc)) from None
     except (ValueError, RecursionError):

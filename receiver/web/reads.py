@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 
+from receiver import strictjson
 from receiver.domain.model import INSTANCE_ID, STATUSES, Instance
 from receiver.errors import Problem
 from receiver.web import context
@@ -31,8 +33,8 @@ def instance_page(args: Mapping[str, str], default_limit: int) -> tuple[list[Ins
     if status is not None and status not in STATUSES:
         raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
     reference = args.get("reference")
-    if reference is not None and len(reference) > 256:
-        raise Problem(400, "Invalid reference", "reference: at most 256 characters")
+    if reference is not None and (len(reference) > 256 or "\x00" in reference):
+        raise Problem(400, "Invalid reference", "reference: at most 256 characters, no NUL")
     given_up = args.get("givenUp")
     if given_up not in (None, "true", "false"):
         raise Problem(400, "Invalid givenUp", "givenUp: true or false")
@@ -77,9 +79,12 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     """Raise ValueError for anything that is not a cursor this server made."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        at, last_id = strictjson.loads(raw)
+        if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
+            raise TypeError("not a cursor")
+        at = float(at)
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ValueError("malformed cursor") from exc
-    if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(last_id, str):
+    if not math.isfinite(at) or not INSTANCE_ID.fullmatch(last_id):
         raise ValueError("malformed cursor")
-    return float(at), last_id
+    return at, last_id

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response as Redirect
 from receiver import notify, usecases
 from receiver.errors import GbgError, Problem, Superseded, Throttled
 from receiver.shapes import delivery_json, event_json, outbox_json, rfc3339, steps
+from receiver.store.schema import MAX_ID
 from receiver.web import context, reads
 from receiver.web.dashboard import overview, signin
 
@@ -40,6 +41,7 @@ bp = Blueprint(
 )
 
 PAGE = 50
+DELIVERIES_SHOWN = 20  # the latest ones on an instance's page; the rest a link away
 REFRESH = 10  # seconds between in-place refreshes of a page's live part
 OPEN = frozenset({"dashboard.sign_in", "dashboard.static"})
 
@@ -159,16 +161,33 @@ def instance(instance_id: str) -> str:
     services = context.services()
     found = reads.known(instance_id)
     messages = services.store.messages(status=None, limit=reads.MAX_PAGE, instance_id=instance_id)
+    latest = services.store.deliveries_for(instance_id, limit=DELIVERIES_SHOWN + 1, newest=True)
     return render_template(
         "dashboard/instance.html",
         i=found,
         steps=steps(found.state),
         events=[event_json(e) for e in services.store.events_for(instance_id)],
-        deliveries=[delivery_json(d) for d in services.store.deliveries_for(instance_id)],
+        deliveries=[delivery_json(d) for d in latest[-DELIVERIES_SHOWN:]],
+        earlier=len(latest) > DELIVERIES_SHOWN,
         messages=[outbox_json(m) for m in messages],
         forwarding=services.forwarding,
         pii=services.settings.store_pii,
         refresh=REFRESH,
+    )
+
+
+@bp.get("/instances/<instance_id>/deliveries")
+def deliveries(instance_id: str) -> str:
+    """Every delivery of one instance, a page at a time, oldest first."""
+    reads.known(instance_id)
+    after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
+    rows = context.services().store.deliveries_for(instance_id, after=after, limit=PAGE + 1)
+    return render_template(
+        "dashboard/deliveries.html",
+        instance_id=instance_id,
+        deliveries=[delivery_json(d) for d in rows[:PAGE]],
+        next_after=rows[PAGE - 1]["id"] if len(rows) > PAGE else None,
+        pii=context.services().settings.store_pii,
     )
 
 
@@ -245,7 +264,7 @@ def _back_to(instance_id: str) -> Redirect:
 def _safe_next(target: str | None) -> str:
     """Only a path of this dashboard: never another site (an open redirect)."""
     home = url_for("dashboard.home")
-    if not target:
+    if not target or not target.isprintable():  # a line break would split the header
         return home
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith(signin.PATH):
