@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from receiver import usecases
+from receiver import fetching, usecases
 from receiver.domain.model import FetchFailed
+from receiver.domain.schedule import WIDE_AFTER
 from receiver.services import Services
 from receiver.testing.simulator import Fault, Simulator
 from receiver.web import create_app
@@ -145,3 +146,26 @@ def test_a_surprise_in_a_fetch_counts_as_a_failed_fetch_not_a_loop(
     assert after.next_poll_at > clock() + 10
     assert services.store.leases() == []
     assert poll_once(services).claimed == 0  # not due again at once
+
+
+@pytest.mark.parametrize("failures", [WIDE_AFTER - 1, WIDE_AFTER])
+def test_after_an_outage_of_exactly_the_threshold_given_up_instances_poll_again(
+    services: Services, sim: Simulator, clock: FakeClock, failures: int
+) -> None:
+    sim.set_status("before", "Completed")
+    webhook(services, "before")
+    for _ in range(services.settings.poll_max_errors):
+        usecases.observe(services, FetchFailed("before", "garbage"), clock())
+    assert services.store.get("before").polling_gave_up  # type: ignore[union-attr]
+    sim.set_status("probe", "Completed")
+    sim.add_fault(Fault("503", count=failures))  # GBG fails for everyone, that many times
+    for _ in range(failures):
+        assert fetching.fetch(services, "probe", by="poll").outcome == "http_503"
+    assert services.store.snapshot(clock())["gbg_failures"] == failures
+    assert fetching.fetch(services, "probe", by="poll").outcome == "ok"  # GBG is back
+    again = services.store.get("before")
+    assert again is not None
+    # An outage (the threshold reached) wakes what gave up meanwhile; fewer failures are
+    # no outage, and what gave up on its own errors stays given up.
+    assert again.polling_gave_up is (failures < WIDE_AFTER)
+    assert services.store.snapshot(clock())["gbg_failures"] == 0
