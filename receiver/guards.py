@@ -17,10 +17,12 @@ def weak_secret(value: str) -> str | None:
     """Why ``value`` may not guard this service (None: it may). A secret of ours must be
     long and not a placeholder copied from an example; GBG chooses GBG's own."""
     hint = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    if any(p in value.lower() for p in _PLACEHOLDERS) or len(set(value)) < 8:
+    if any(p in value.lower() for p in _PLACEHOLDERS):
         return f"is a placeholder, not a secret; {hint}"
     if len(value) < MIN_SECRET:
         return f"is shorter than {MIN_SECRET} characters; {hint}"
+    if len(set(value)) < 8:
+        return f"has fewer than 8 different characters, no random secret; {hint}"
     return None
 
 

@@ -34,6 +34,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.gbg_password,
         settings.webhook_password,
         settings.webhook_api_key,
+        settings.forward_secret,
         *settings.api_tokens,
     ]
     return [v for v in values if v and len(v) >= 4]
@@ -67,35 +68,58 @@ class Redactor(logging.Filter):
         return True
 
 
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Everything one log line says, in the order both formats show it."""
+    line: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "event": record.getMessage(),
+        "pid": record.process,
+    }
+    rid = request_id.get()
+    if rid:
+        line["request_id"] = rid
+    for key, value in vars(record).items():
+        if key not in _STANDARD and not key.startswith("_"):
+            line[key] = value
+    if record.exc_text:
+        line["exc"] = record.exc_text
+    return line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-            "pid": record.process,
-        }
-        rid = request_id.get()
-        if rid:
-            line["request_id"] = rid
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
-        if record.exc_text:
-            line["exc"] = record.exc_text
-        return json.dumps(line, default=str)
+        return json.dumps(fields(record), default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """For people: time, level, logger and event, then every other field as key=value
+    (a value with spaces, quotes or an equals sign quoted as JSON)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = fields(record)
+        head = [line.pop(k) for k in ("ts", "level", "logger", "event")]
+        head[1] = head[1].upper()
+        exc = line.pop("exc", None)
+        pairs = [f"{key}={_text(value)}" for key, value in line.items()]
+        text = " ".join([*map(str, head), *pairs])
+        return f"{text}\n{exc}" if exc else text
+
+
+def _text(value: Any) -> str:
+    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+    if shown == "" or any(c in shown for c in ' "=\n'):
+        return json.dumps(shown)
+    return shown
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     """Route every logger to one handler with redaction; idempotent."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(Redactor(secrets_of(settings)))
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_receiver", False):

@@ -162,7 +162,7 @@ def test_no_webhook_authentication_only_with_gbg_on_loopback(base_url: str | Non
     [
         ("RECEIVER_WEBHOOK_PASSWORD", "short-but-random-9f", "shorter than 24"),
         ("RECEIVER_WEBHOOK_PASSWORD", "change-me-long-random", "placeholder"),
-        ("RECEIVER_WEBHOOK_API_KEY", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "placeholder"),
+        ("RECEIVER_WEBHOOK_API_KEY", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "8 different"),
         ("RECEIVER_WEBHOOK_API_KEY", "your-api-key-goes-right-here", "placeholder"),
         ("RECEIVER_API_TOKENS", f"{STRONG},example-token-0123456789", "placeholder"),
         ("RECEIVER_API_TOKENS", f"{STRONG},tiny-9f2a", "shorter than 24"),

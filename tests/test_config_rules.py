@@ -185,7 +185,7 @@ HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32
         ),
         (
             {"RECEIVER_WEBHOOK_PASSWORD": "short"},
-            ["RECEIVER_WEBHOOK_PASSWORD: is a placeholder, not a secret; " + HINT],
+            ["RECEIVER_WEBHOOK_PASSWORD: is shorter than 24 characters; " + HINT],
         ),
         (
             {"RECEIVER_WEBHOOK_API_KEY": "change-me-change-me-change-me"},
@@ -195,7 +195,10 @@ HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32
             {
                 "RECEIVER_API_TOKENS": "a-good-token-of-24-chars-or-more,aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
             },
-            ["RECEIVER_API_TOKENS: is a placeholder, not a secret; " + HINT],
+            [
+                "RECEIVER_API_TOKENS: has fewer than 8 different characters, no random secret; "
+                + HINT
+            ],
         ),
         ({"RECEIVER_DATABASE_URL": "postgresql+psycopg://u@db.internal/receiver"}, []),
         ({"RECEIVER_GBG_API_VERSION": "v1"}, []),

@@ -22,7 +22,9 @@ def whsec(key: bytes) -> str:
     ("value", "why"),
     [
         ("abcdefgh" * 3, None),  # 24 characters, 8 different: enough
-        ("abcdefg" * 4, "is a placeholder, not a secret; " + HINT),  # 7 different
+        ("abcdefg" * 4, "has fewer than 8 different characters, no random secret; " + HINT),
+        ("short", f"is shorter than {MIN_SECRET} characters; " + HINT),
+        ("aaaa", f"is shorter than {MIN_SECRET} characters; " + HINT),
         ("abcdefghijklmnopqrstuvw", f"is shorter than {MIN_SECRET} characters; " + HINT),
         ("please-CHANGE-this-value-now", "is a placeholder, not a secret; " + HINT),
         ("<your token of many letters>", "is a placeholder, not a secret; " + HINT),

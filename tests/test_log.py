@@ -1,0 +1,72 @@
+"""Log lines: JSON or text, the same fields in both, no secret in either."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from receiver.config import Settings
+from receiver.log import configure_logging
+from tests.appserver import SECRET
+
+log = logging.getLogger("receiver.test")
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    yield stream
+    for handler in list(logging.getLogger().handlers):
+        if getattr(handler, "_receiver", False):
+            logging.getLogger().removeHandler(handler)
+
+
+def emit(settings: Settings, stream: io.StringIO) -> str:
+    configure_logging(settings, stream=stream)
+    log.info(
+        "poll.fetched",
+        extra={
+            "instance_id": "i-1",
+            "outcome": "http_404",
+            "duration_ms": 12.5,
+            "detail": 'two words, a "quote" and a=b',
+            "empty": "",
+            "gave_up": False,
+            "secret_seen": f"key {SECRET}",
+        },
+    )
+    return stream.getvalue().strip()
+
+
+def test_text_lines_carry_every_field_of_the_json_line(captured: io.StringIO) -> None:
+    settings = Settings(log_format="text", forward_secret=SECRET, forward_url="https://a.example")
+    line = emit(settings, captured)
+    head, _, rest = line.partition(" poll.fetched ")
+    assert head.endswith(" INFO receiver.test")
+    assert rest.startswith("pid=")
+    for pair in (
+        "instance_id=i-1",
+        "outcome=http_404",
+        "duration_ms=12.5",
+        'detail="two words, a \\"quote\\" and a=b"',
+        'empty=""',
+        "gave_up=false",
+        'secret_seen="key [redacted]"',
+    ):
+        assert pair in rest, pair
+    assert SECRET not in line
+
+
+def test_json_lines_carry_the_same_fields(captured: io.StringIO) -> None:
+    settings = Settings(forward_secret=SECRET, forward_url="https://a.example")
+    line = json.loads(emit(settings, captured))
+    assert (line["event"], line["instance_id"], line["outcome"]) == (
+        "poll.fetched",
+        "i-1",
+        "http_404",
+    )
+    assert line["secret_seen"] == "key [redacted]"  # the forward secret is a secret too
