@@ -6,12 +6,15 @@ import logging
 import signal
 import subprocess
 import time
+import urllib.request
+from collections.abc import Callable
 from types import FrameType
 from urllib.parse import urlsplit
 
 import click
 
 from receiver.config import Settings
+from receiver.guards import DEMO_SECRETS
 
 log = logging.getLogger("receiver.cli")
 
@@ -55,8 +58,46 @@ def _webhook_credentials(settings: Settings) -> list[str]:
     return []
 
 
-def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
-    """Start every child; stop all on SIGTERM/SIGINT; if one dies, stop the rest, exit 1."""
+def greeting(settings: Settings, with_simulator: bool) -> Callable[[], bool]:
+    """A check that, once the web answers /readyz, says where to go next (once: True)."""
+    if settings.bind.startswith("unix:"):
+        return lambda: True
+    base = f"http://{settings.bind}"
+    tokens = settings.api_tokens
+    token = (
+        tokens[0] if tokens and tokens[0] in DEMO_SECRETS else "an API token (RECEIVER_API_TOKENS)"
+    )
+
+    def greet() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=0.5) as answer:  # noqa: S310
+                answer.read()
+        except OSError:
+            return False
+        lines = [
+            f"gbg-receiver is ready on {base}",
+            f"  dashboard:  {base}/dashboard/  (sign in with {token})",
+            f"  API:        {base}/api/v1/  (Authorization: Bearer ...)",
+        ]
+        if with_simulator:
+            lines += [
+                f"  GBG:        the bundled simulator at {settings.gbg_url}",
+                "  next:       start a journey and end it in the browser:",
+                f"              curl -s -X POST {base}/api/v1/journeys -H 'Authorization: "
+                f"Bearer {token}' -H 'Content-Type: application/json' "
+                """-d '{"resourceId": "age-check@latest"}'""",
+            ]
+        click.echo("\n".join(lines), err=True)
+        return True
+
+    return greet
+
+
+def supervise(
+    commands: dict[str, list[str]], env: dict[str, str], ready: Callable[[], bool] = lambda: True
+) -> int:
+    """Start every child; stop all on SIGTERM/SIGINT; if one dies, stop the rest, exit 1.
+    ``ready`` is asked on each look until it answers True (the greeting)."""
     procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
     stopping = False
 
@@ -67,8 +108,9 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = 0
+    code, greeted = 0, False
     while not stopping:
+        greeted = greeted or ready()
         for name, proc in procs.items():
             if proc.poll() is not None:
                 log.error(

@@ -246,3 +246,8 @@ def test_a_nul_is_refused_only_where_it_would_be_kept(client) -> None:  # type: 
         headers=json_,
     )
     assert passed_on.status_code == 201
+
+
+def test_the_services_address_leads_to_the_dashboard(client) -> None:  # type: ignore[no-untyped-def]
+    answer = client.get("/")
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/dashboard/")

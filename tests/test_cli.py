@@ -194,3 +194,17 @@ def test_quarantine_lists_deliveries_set_aside_and_refold_puts_them_back(tmp_pat
     assert "no such delivery set aside: 999" in cli(env, "refold", "999").stderr
     assert cli(env, "refold", "--all").stdout.strip() == "1 deliveries back in the inbox"
     assert cli(env, "quarantine").stdout == ""
+
+
+def test_the_cli_answers_version_and_short_help(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    env = base_env(tmp_path)
+    shown = cli(env, "--version")
+    assert shown.returncode == 0
+    assert version("gbg-receiver") in shown.stdout
+    short = cli(env, "-h")
+    assert short.returncode == 0
+    assert "Usage:" in short.stdout
+    assert "quarantine" in short.stdout
+    assert "Usage:" in cli(env, "show", "-h").stdout

@@ -175,7 +175,13 @@ def test_serve_with_the_simulator_learns_every_ending(tmp_path: Path, procs: lis
     assert fetched.count(hooked["instanceId"]) == 1
     assert calls["tokenRequests"] == 1
     assert serve.stop() == 0
-    assert f"GBG is the bundled simulator at {sim}." in serve.log.read_text()
+    said = serve.log.read_text()
+    assert f"GBG is the bundled simulator at {sim}." in said
+    # Once ready it says where to go next: the dashboard, how to sign in, what to try.
+    assert f"gbg-receiver is ready on {base}" in said
+    assert f"dashboard:  {base}/dashboard/  (sign in with an API token" in said
+    assert f"curl -s -X POST {base}/api/v1/journeys" in said
+    assert said.count("gbg-receiver is ready") == 1
 
 
 def test_serve_exits_non_zero_when_a_child_dies(tmp_path: Path, procs: list[Proc]) -> None:

@@ -17,7 +17,7 @@ from receiver.cli import common, instances
 from receiver.config import child_environ
 from receiver.errors import ConfigError, StoreUnavailable
 from receiver.log import configure_logging
-from receiver.supervise import simulator_options, supervise
+from receiver.supervise import greeting, simulator_options, supervise
 
 log = logging.getLogger("receiver.cli")
 
@@ -34,7 +34,8 @@ class _Commands(click.Group):
             raise click.ClickException(f"the store is unavailable: {exc}") from None
 
 
-@click.group(cls=_Commands)
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gbg-receiver")
 def main() -> None:
     """gbg-receiver: GBG GO webhooks plus a polling fallback, reconciled in one store."""
 
@@ -116,7 +117,7 @@ def serve(with_simulator: bool) -> None:
             env["RECEIVER_METRICS_DIR"] = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="gbg-receiver-metrics-")
             )
-        code = supervise(children, child_environ(env))
+        code = supervise(children, child_environ(env), greeting(settings, with_simulator))
     raise SystemExit(code)
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, redirect
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from receiver.web import context
 
 log = logging.getLogger("receiver.health")
 health = Blueprint("health", __name__)
+
+
+@health.get("/")
+def home() -> WerkzeugResponse:
+    """People who open the service's address find the dashboard."""
+    return redirect("/dashboard/", 302)
 
 
 @health.get("/healthz")
