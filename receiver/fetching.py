@@ -33,6 +33,22 @@ class FetchResult:
         return getattr(self.observation, "error", "ok")
 
     def log(self, decision: Decision) -> None:
+        """The fetch's line; and a warning with the last error if polling gives up now
+        (a given-up instance is fetched again only when asked)."""
+        instance = decision.instance
+        failed = isinstance(self.observation, FetchFailed)
+        if failed and instance.polling_gave_up and instance.last_error:
+            error = instance.last_error
+            log.warning(
+                "poll.gave_up",
+                extra={
+                    "instance_id": instance.instance_id,
+                    "poll_errors": instance.poll_errors,
+                    "last_error": error["kind"],
+                    "http_status": error["httpStatus"],
+                    "error_message": error["message"],
+                },
+            )
         log.info(
             "poll.fetched",
             extra={
@@ -80,7 +96,9 @@ def fetch(
         except GbgError as exc:
             retry_after = getattr(exc, "retry_after", None)
             wide = exc.wide and _gbg_failing(services)
-            observation = FetchFailed(instance_id, exc.kind, retry_after, started_at, wide)
+            observation = FetchFailed(
+                instance_id, exc.kind, retry_after, started_at, wide, str(exc)
+            )
             if retry_after:
                 services.store.pause_fetches(services.clock() + retry_after)  # all of us
         else:

@@ -34,11 +34,20 @@ def instance_json(i: Instance) -> dict[str, Any]:
         "nextPollAt": rfc3339(i.next_poll_at),
         "pollErrors": i.poll_errors,
         "pollingGaveUp": bool(i.polling_gave_up),
+        "lastError": last_error_json(i.last_error),
         "webhookClaim": i.webhook_claim,
         "source": i.source,
         "updatedAt": rfc3339(i.updated_at),
         "steps": steps(i.state),
     }
+
+
+def last_error_json(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why the last fetch failed, and how many more errors polling takes; None since the
+    last fetch that succeeded."""
+    if not error:
+        return None
+    return error | {"at": rfc3339(error.get("at"))}
 
 
 def steps(state: dict[str, Any] | None) -> list[dict[str, Any]] | None:

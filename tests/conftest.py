@@ -52,6 +52,7 @@ INSTANCE_FIELDS = {
     "nextPollAt",
     "pollErrors",
     "pollingGaveUp",
+    "lastError",
     "webhookClaim",
     "source",
     "updatedAt",

@@ -236,8 +236,13 @@ def test_a_failed_fetch_of_a_finished_instance_is_noted_and_schedules_nothing() 
 
 def test_a_gbg_wide_failure_charges_the_instance_nothing() -> None:
     due = instance(poll_errors=2)
-    after = decide(due, FetchFailed(ID, "connect", gbg_wide=True), NOW, POLICY).instance
-    assert after == replace(due, last_polled_at=NOW, updated_at=NOW)
+    failure = FetchFailed(ID, "connect", gbg_wide=True, message="GBG: ConnectionError")
+    after = decide(due, failure, NOW, POLICY).instance
+    why = {"kind": "connect", "httpStatus": None, "message": "GBG: ConnectionError", "at": NOW}
+    left = POLICY.max_errors - 2  # nothing charged: as many left as before
+    assert after == replace(
+        due, last_polled_at=NOW, updated_at=NOW, last_error=why | {"errorsLeft": left}
+    )
 
 
 def test_a_failed_fetch_counts_and_schedules_by_the_instances_own_spread() -> None:
@@ -245,9 +250,40 @@ def test_a_failed_fetch_counts_and_schedules_by_the_instances_own_spread() -> No
     due = instance(poll_errors=2)
     after = decide(due, FetchFailed(ID, "http_503"), NOW, policy).instance
     expected = next_poll_at(policy, instance_id=ID, registered_at=NOW - 400, now=NOW, errors=3)
+    why = {"kind": "http_503", "httpStatus": 503, "message": "http_503", "at": NOW}
     assert after == replace(
-        due, last_polled_at=NOW, poll_errors=3, next_poll_at=expected, updated_at=NOW
+        due,
+        last_polled_at=NOW,
+        poll_errors=3,
+        next_poll_at=expected,
+        updated_at=NOW,
+        last_error=why | {"errorsLeft": policy.max_errors - 3},
     )
+
+
+def test_the_last_error_stays_until_a_fetch_succeeds_and_counts_down_to_giving_up() -> None:
+    policy = Policy(max_errors=3)
+    current = instance()
+    lefts = []
+    for kind in ("http_404", "garbage", "http_404"):
+        current = decide(
+            current, FetchFailed(ID, kind, message=f"GBG: {kind}"), NOW, policy
+        ).instance
+        assert current.last_error is not None
+        lefts.append((current.last_error["kind"], current.last_error["errorsLeft"]))
+    assert lefts == [("http_404", 2), ("garbage", 1), ("http_404", 0)]
+    assert current.polling_gave_up
+    assert current.last_error == {
+        "kind": "http_404",
+        "httpStatus": 404,
+        "message": "GBG: http_404",
+        "at": NOW,
+        "errorsLeft": 0,
+    }
+    hooked = decide(current, WebhookReceived(ID), NOW + 1, policy).instance
+    assert hooked.last_error == current.last_error  # resumed, the reason still shown
+    fine = decide(hooked, Fetched(ID, GbgState(IN_PROGRESS, "InProgress")), NOW + 2, policy)
+    assert fine.instance.last_error is None
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,9 @@ class Instance:
     next_poll_at: float | None = None
     poll_errors: int = 0
     polling_gave_up: bool = False
+    # Why the last fetch failed: {"kind", "httpStatus", "message", "at"}; None since the
+    # last fetch that succeeded (or before any failed).
+    last_error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,23 @@ class Fetched:
 @dataclass(frozen=True)
 class FetchFailed:
     instance_id: str
-    error: str
+    error: str  # the kind: http_404, timeout, garbage, unknown_status, token, internal...
     retry_after: float | None = None
     started_at: float | None = None
     gbg_wide: bool = False  # GBG itself is failing: not this instance's error to count
+    message: str | None = None  # what went wrong, in our words (never GBG's body)
+
+    def as_error(self, at: float, errors_left: int) -> dict[str, Any]:
+        """The instance's ``last_error`` this failure makes, with how many more errors
+        polling takes before it gives up."""
+        status = self.error.removeprefix("http_")
+        return {
+            "kind": self.error,
+            "httpStatus": int(status) if status.isdigit() else None,
+            "message": (self.message or self.error)[:256],
+            "at": at,
+            "errorsLeft": errors_left,
+        }
 
 
 @dataclass(frozen=True)

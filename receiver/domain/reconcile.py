@@ -111,6 +111,7 @@ def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Ins
         last_polled_at=now,
         poll_errors=0,
         polling_gave_up=False,
+        last_error=None,
         updated_at=now,
     )
     if state.status in FINAL:
@@ -128,8 +129,10 @@ def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> 
     if current.status in FINAL:
         return replace(current, last_polled_at=now, updated_at=now, next_poll_at=None)
     if obs.gbg_wide:  # GBG's outage, paused for all: the instance stays due, uncharged
-        return replace(current, last_polled_at=now, updated_at=now)
+        error = obs.as_error(now, max(0, policy.max_errors - current.poll_errors))
+        return replace(current, last_polled_at=now, last_error=error, updated_at=now)
     errors = current.poll_errors + 1
+    error = obs.as_error(now, max(0, policy.max_errors - errors))
     next_at = schedule.next_poll_at(
         policy,
         instance_id=current.instance_id,
@@ -143,6 +146,7 @@ def _failed(current: Instance, obs: FetchFailed, now: float, policy: Policy) -> 
         last_polled_at=now,
         poll_errors=errors,
         polling_gave_up=next_at is None,
+        last_error=error,
         next_poll_at=_confirm_webhook_during_fetch(current, obs, next_at, policy),
         updated_at=now,
     )

@@ -47,6 +47,7 @@ instances = sa.Table(
     sa.Column("polling_gave_up", sa.Boolean, nullable=False),
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", sa.Float),
+    sa.Column("last_error", sa.JSON(none_as_null=True)),  # why the last fetch failed
     # Due selection reads only rows that have a next poll: O(due), not O(all).
     partial_index("ix_instances_due", "next_poll_at", "next_poll_at IS NOT NULL"),
     partial_index("ix_instances_unfinished", "registered_at", "status = 'in_progress'"),

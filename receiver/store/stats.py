@@ -34,6 +34,14 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
             rate_limits.c.name == FETCH_BUCKET
         )
     ).one()
+    kind = instances.c.last_error["kind"].as_string()
+    errors_by_kind: dict[str, int] = dict(
+        conn.execute(
+            sa.select(kind, sa.func.count())
+            .where(instances.c.status == IN_PROGRESS, instances.c.last_error.is_not(None))
+            .group_by(kind)
+        ).all()
+    )
     waiting, oldest_delivery = inbox.depth(conn)
     messages, oldest_message = outbox.depth(conn)
     return {
@@ -42,6 +50,7 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         "oldest_unfinished_age": _age(now, oldest),
         "poll_lag": _age(now, overdue),
         "given_up": int(given_up),
+        "errors_by_kind": errors_by_kind,  # unfinished instances by their last poll error
         "gbg_failures": int(failures),
         "gbg_paused_for": max(0.0, paused_until - now) if paused_until is not None else 0.0,
         "inbox_depth": waiting,

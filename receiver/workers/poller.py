@@ -131,7 +131,9 @@ class Poller:
     def _failed(self, instance: Instance) -> None:
         """Count a surprise as a failed fetch (backoff, then give up), so the instance is
         not due again at once, in a loop; if even that fails, its lease lapses by itself."""
-        failure = FetchFailed(instance.instance_id, "internal")
+        failure = FetchFailed(
+            instance.instance_id, "internal", message="the receiver's own error; see its log"
+        )
         try:
             usecases.observe(self.services, failure, self.services.clock(), lease_owner=self.owner)
         except Exception:

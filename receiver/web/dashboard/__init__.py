@@ -97,6 +97,24 @@ def _when(shown: str | None) -> str:
     return shown.replace("T", " ").replace("Z", " UTC") if shown else "—"
 
 
+# What a poll error's kind means, as a person reads it ("GBG answers 404" for http_404).
+_WHY = {
+    "timeout": "GBG did not answer in time",
+    "connect": "no connection to GBG",
+    "garbage": "GBG's answer was malformed",
+    "token": "GBG's token endpoint failed",
+    "auth": "GBG refused our credentials",
+    "unknown_status": "GBG gave an undocumented status",
+    "internal": "the receiver's own error",
+}
+
+
+@bp.app_template_filter("why")
+def _why(kind: str) -> str:
+    status = kind.removeprefix("http_")
+    return f"GBG answers {status}" if status.isdigit() else _WHY.get(kind, kind)
+
+
 @bp.app_template_filter("age")
 def _age(seconds: float | None) -> str:
     if not seconds:
