@@ -56,7 +56,7 @@ class Proc:
         python: str = sys.executable,
         cwd: Path | None = None,
     ) -> None:
-        self.log = log
+        self.log, self.env = log, env
         with log.open("wb") as out:  # the child keeps its own descriptor
             self.popen = subprocess.Popen(
                 [python, "-m", "receiver", *args],

@@ -2,20 +2,11 @@
 
 It plays GBG for tests, demos and benchmarks: the token endpoint (password and
 client-credentials grants, expiring tokens), journey start and state fetch in v1 and v2
-shapes, the Webhook module (which fires before the journey ends, and may be dropped,
-duplicated or late), and faults (5xx, 429 with Retry-After, slow answers, HTML with a
-200, expired tokens, unknown instances).
-
-Scenarios are driven through a control surface under ``/_sim`` (JSON):
-
-    POST /_sim/journeys            {"status", "outcome", "endsIn", "webhook", "webhookIn"}
-    POST /_sim/instances/<id>      {"status", "outcome"}   set state now (creates if new)
-    POST /_sim/faults              {"kind", "count", "on", "instanceId", "retryAfter", "delay"}
-    POST /_sim/latency             {"seconds"}
-    POST /_sim/tokens/expire       revoke every token issued so far
-    GET  /_sim/calls               the call log with start/end times, token request count
-    GET  /_sim/webhooks            the webhooks sent and how the receiver answered
-    POST /_sim/reset
+shapes, the hosted journey behind every instanceUrl (``hosted.py``), the Webhook module
+(which fires before the journey ends, and may be dropped, duplicated or late), and
+faults (5xx, 429 with Retry-After, slow answers, HTML with a 200, expired tokens,
+unknown instances). Scenarios are driven through a control surface under ``/_sim``
+(``control.py``; docs/simulator.md lists every control).
 """
 
 from __future__ import annotations
@@ -42,6 +33,7 @@ from receiver.testing.answers import (
 )
 from receiver.testing.control import add_control
 from receiver.testing.faults import FAULT_KINDS, Fault, fault_response
+from receiver.testing.hosted import add_hosted
 from receiver.testing.module import WebhookModule
 
 log = logging.getLogger("receiver.simulator")
@@ -291,6 +283,7 @@ class Simulator:
             )
 
         add_control(app, self)
+        add_hosted(app, self)
         return app
 
     def server(self, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
