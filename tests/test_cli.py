@@ -208,3 +208,36 @@ def test_the_cli_answers_version_and_short_help(tmp_path: Path) -> None:
     assert "Usage:" in short.stdout
     assert "quarantine" in short.stdout
     assert "Usage:" in cli(env, "show", "-h").stdout
+
+
+def test_people_get_tables_and_summaries_scripts_get_json(tmp_path: Path, sim: Simulator) -> None:
+    env = gbg_env(tmp_path, sim.base_url)
+    cli(env, "migrate")
+    assert cli(env, "list", "--human").stdout == "no instances\n"
+    assert cli(env, "list", "--given-up", "--human").stdout == "no instances\n"
+    assert cli(env, "list").stdout == ""  # a script reads no line at all
+    registered = cli(env, "register", "p-1", "--reference", "order-1", "--human").stdout
+    assert "instance     p-1\n" in registered
+    assert "reference    order-1\n" in registered
+    polled = cli(env, "poll", "p-1", "--human")  # the simulator does not know p-1: 404
+    assert polled.returncode == 0
+    assert "last error   http_404: " in polled.stdout
+    assert "29 errors left" in polled.stdout
+    assert polled.stderr == ""  # no log line for a person: the result is the output
+    table = cli(env, "list", "--human").stdout.splitlines()
+    assert table[0].split() == [
+        "INSTANCE",
+        "STATUS",
+        "OUTCOME",
+        "REFERENCE",
+        "REGISTERED",
+        "LAST",
+        "ERROR",
+    ]
+    assert table[1].startswith("p-1  ")
+    shown = cli(env, "show", "p-1", "--human").stdout
+    assert "\ntimeline\n" in shown
+    scripted = cli(env, "show", "p-1")
+    assert json.loads(scripted.stdout)["instanceId"] == "p-1"  # all of stdout is the JSON
+    assert cli(env, "outbox", "--human").stdout == "no messages\n"
+    assert cli(env, "quarantine", "--human").stdout == "no deliveries set aside\n"

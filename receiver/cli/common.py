@@ -1,11 +1,8 @@
-"""What every command builds on: settings, services, printing."""
+"""What every command builds on: settings and services."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import click
+import logging
 
 from receiver.config import Settings
 from receiver.log import configure_logging
@@ -22,11 +19,11 @@ def web_settings() -> Settings:
     return found
 
 
-def services() -> Services:
+def services(*, quiet: bool = False) -> Services:
+    """The services, logging on stderr; ``quiet`` (an operator's command, whose result is
+    its output): warnings and errors only."""
     found = settings()
     configure_logging(found)
+    if quiet:
+        logging.getLogger().setLevel(logging.WARNING)
     return build_services(found)
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))

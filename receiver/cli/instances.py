@@ -1,14 +1,16 @@
 """Operator commands on the store: register, show, poll, list, resume, erase, purge, and
-the outbox of messages to the application (outbox, replay)."""
+the outbox of messages to the application (outbox, replay). Each prints for people on a
+terminal and JSON otherwise (``output``)."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import click
 
 from receiver import notify, usecases
-from receiver.cli import common
+from receiver.cli import common, output
+from receiver.cli.output import json_option
 from receiver.domain.model import INSTANCE_ID, STATUSES
 from receiver.errors import GbgError, Superseded, Throttled
 from receiver.shapes import (
@@ -20,6 +22,60 @@ from receiver.shapes import (
 )
 from receiver.store.schema import MAX_ID
 
+INSTANCE = (
+    ("instance", "instanceId"),
+    ("status", "status"),
+    ("outcome", "outcome"),
+    ("found by", "source"),
+    ("reference", "reference"),
+    ("journey URL", "instanceUrl"),
+    ("GBG status", "gbgStatus"),
+    ("registered", "registeredAt"),
+    ("webhook", "webhookReceivedAt"),
+    ("last polled", "lastPolledAt"),
+    ("next poll", "nextPollAt"),
+    ("ended", "completedAt"),
+    ("poll errors", "pollErrors"),
+    ("gave up", "pollingGaveUp"),
+    ("last error", "why"),
+)
+INSTANCES = (
+    ("INSTANCE", "instanceId"),
+    ("STATUS", "status"),
+    ("OUTCOME", "outcome"),
+    ("REFERENCE", "reference"),
+    ("REGISTERED", "registeredAt"),
+    ("LAST ERROR", "why"),
+)
+MESSAGES = (
+    ("ID", "id"),
+    ("INSTANCE", "instanceId"),
+    ("STATUS", "status"),
+    ("ATTEMPTS", "attempts"),
+    ("LAST ERROR", "lastError"),
+    ("NEXT ATTEMPT", "nextAttemptAt"),
+)
+SET_ASIDE = (
+    ("ID", "id"),
+    ("INSTANCE", "instanceId"),
+    ("RECEIVED", "receivedAt"),
+    ("TRIES", "foldTries"),
+    ("WHY", "foldError"),
+)
+
+
+def _for_people(shown: dict[str, Any]) -> dict[str, Any]:
+    """The instance with its last error in a line ("http_404: ..., 27 errors left")."""
+    error = shown.get("lastError")
+    if not error:
+        return shown
+    left = "" if shown.get("pollingGaveUp") else f", {error['errorsLeft']} errors left"
+    return shown | {"why": f"{error['kind']}: {error['message']} ({error['at']}){left}"}
+
+
+def _instance(shown: dict[str, Any], as_json: bool | None) -> None:
+    output.one(shown if output.want_json(as_json) else _for_people(shown), INSTANCE, as_json)
+
 
 @click.command()
 @click.option(
@@ -30,27 +86,29 @@ from receiver.store.schema import MAX_ID
 )
 def purge(days: float | None) -> None:
     """Delete raw deliveries and forget personal data older than the retention period."""
-    deleted, forgotten = usecases.purge(common.services(), days)
+    deleted, forgotten = usecases.purge(common.services(quiet=True), days)
     click.echo(f"deleted {deleted} deliveries and messages, forgot {forgotten} instances' data")
 
 
 @click.command()
 @click.argument("instance_id")
 @click.option("--reference", default=None, help="Your own reference for the journey.")
-def register(instance_id: str, reference: str | None) -> None:
+@json_option
+def register(instance_id: str, reference: str | None, as_json: bool | None) -> None:
     """Register an instance; its webhook timeout starts now."""
     if not INSTANCE_ID.fullmatch(instance_id):
         raise click.BadParameter("1-128 characters of A-Z a-z 0-9 . _ : @ -", param_hint="ID")
-    services = common.services()
+    services = common.services(quiet=True)
     decision = usecases.register(services, instance_id, reference)
-    common.echo_json(instance_json(decision.instance))
+    _instance(instance_json(decision.instance), as_json)
 
 
 @click.command()
 @click.argument("instance_id")
-def show(instance_id: str) -> None:
+@json_option
+def show(instance_id: str, as_json: bool | None) -> None:
     """Show one instance, with its timeline: status changes and webhook deliveries."""
-    services = common.services()
+    services = common.services(quiet=True)
     instance = services.store.get(instance_id)
     if instance is None:
         raise click.ClickException(f"no such instance: {instance_id}")
@@ -63,14 +121,20 @@ def show(instance_id: str) -> None:
         for d in map(delivery_json, services.store.deliveries_for(instance_id))
     ]
     timeline = sorted(changes + hooks, key=lambda entry: entry["at"] or "")
-    common.echo_json(instance_json(instance) | {"timeline": timeline})
+    shown = instance_json(instance) | {"timeline": timeline}
+    _instance(shown, as_json)
+    if not output.want_json(as_json):
+        click.echo("timeline")
+        for entry in timeline:
+            click.echo(f"  {entry['at']}  {entry['what']}")
 
 
 @click.command()
 @click.argument("instance_id")
-def poll(instance_id: str) -> None:
+@json_option
+def poll(instance_id: str, as_json: bool | None) -> None:
     """Fetch an instance's state from GBG now (resumes a given-up instance)."""
-    services = common.services()
+    services = common.services(quiet=True)
     if services.gbg is None:
         raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
     if services.store.get(instance_id) is None:
@@ -82,7 +146,7 @@ def poll(instance_id: str) -> None:
         raise click.ClickException(f"{why}: try again in {exc.retry_after:.0f} s") from None
     if instance is None:
         raise click.ClickException("a poller is fetching it right now; try again in a second")
-    common.echo_json(instance_json(instance))
+    _instance(instance_json(instance), as_json)
 
 
 @click.command("list")
@@ -90,17 +154,22 @@ def poll(instance_id: str) -> None:
 @click.option("--reference", default=None, help="Only instances with this reference.")
 @click.option("--given-up", is_flag=True, help="Only instances whose polling gave up.")
 @click.option("--limit", default=50, type=click.IntRange(1, 1000))
-def list_(status: str | None, reference: str | None, given_up: bool, limit: int) -> None:
+@json_option
+def list_(
+    status: str | None, reference: str | None, given_up: bool, limit: int, as_json: bool | None
+) -> None:
     """List instances, newest first."""
-    page = common.services().store.page(
+    page = common.services(quiet=True).store.page(
         status=status,
         reference=reference,
         given_up=True if given_up else None,
         limit=limit,
         after=None,
     )
-    for instance in page:
-        click.echo(json.dumps(instance_json(instance)))
+    shown = [instance_json(i) for i in page]
+    if not output.want_json(as_json):
+        shown = [_for_people(i) for i in shown]
+    output.rows(shown, INSTANCES, "no instances", as_json)
 
 
 @click.command()
@@ -108,49 +177,54 @@ def list_(status: str | None, reference: str | None, given_up: bool, limit: int)
 def resume(given_up: bool) -> None:
     """Poll again, from now and with a fresh error budget, every unfinished instance
     whose polling gave up."""
-    resumed = usecases.resume_given_up(common.services())
+    resumed = usecases.resume_given_up(common.services(quiet=True))
     click.echo(f"resumed {resumed} instances")
 
 
 @click.command()
 @click.argument("instance_id")
-def erase(instance_id: str) -> None:
+@json_option
+def erase(instance_id: str, as_json: bool | None) -> None:
     """Erase an instance's personal data and deliveries (its status and events stay)."""
-    erased = usecases.erase(common.services(), instance_id)
+    erased = usecases.erase(common.services(quiet=True), instance_id)
     if erased is None:
         raise click.ClickException(f"no such instance: {instance_id}")
-    common.echo_json(instance_json(erased))
+    _instance(instance_json(erased), as_json)
 
 
 @click.command()
 @click.option("--failed", is_flag=True, help="Only messages that used up their attempts.")
 @click.option("--limit", default=100, type=click.IntRange(1, 1000))
-def outbox(failed: bool, limit: int) -> None:
+@json_option
+def outbox(failed: bool, limit: int, as_json: bool | None) -> None:
     """List messages to the application (RECEIVER_FORWARD_URL), oldest first."""
-    messages = common.services().store.messages(status="failed" if failed else None, limit=limit)
-    for message in messages:
-        click.echo(json.dumps(outbox_json(message)))
+    messages = common.services(quiet=True).store.messages(
+        status="failed" if failed else None, limit=limit
+    )
+    output.rows([outbox_json(m) for m in messages], MESSAGES, "no messages", as_json)
 
 
 @click.command()
 @click.argument("message_id", metavar="MSG", type=int)
-def replay(message_id: int) -> None:
+@json_option
+def replay(message_id: int, as_json: bool | None) -> None:
     """Send a message to the application again, from now, with a fresh schedule."""
     try:
-        message = notify.replay(common.services(), message_id)
+        message = notify.replay(common.services(quiet=True), message_id)
     except Superseded as exc:
         raise click.ClickException(f"not replayed: {exc.detail}") from None
     if message is None:
         raise click.ClickException(f"no such message: {message_id}")
-    common.echo_json(outbox_json(message))
+    output.one(outbox_json(message), [(k, k) for k in ("id", "instanceId", "status")], as_json)
 
 
 @click.command()
 @click.option("--limit", default=100, type=click.IntRange(1, 1000))
-def quarantine(limit: int) -> None:
+@json_option
+def quarantine(limit: int, as_json: bool | None) -> None:
     """List webhook deliveries set aside because they could not be folded, and why."""
-    for row in common.services().store.quarantined(limit=limit):
-        click.echo(json.dumps(quarantined_json(row)))
+    rows = [quarantined_json(r) for r in common.services(quiet=True).store.quarantined(limit=limit)]
+    output.rows(rows, SET_ASIDE, "no deliveries set aside", as_json)
 
 
 @click.command()
@@ -162,7 +236,7 @@ def refold(delivery_id: int | None, every: bool) -> None:
         raise click.UsageError("give one DELIVERY id or --all")
     if delivery_id is not None and not 0 < delivery_id <= MAX_ID:
         raise click.ClickException(f"no such delivery set aside: {delivery_id}")
-    back = usecases.refold(common.services(), delivery_id)
+    back = usecases.refold(common.services(quiet=True), delivery_id)
     if delivery_id is not None and not back:
         raise click.ClickException(f"no such delivery set aside: {delivery_id}")
     click.echo(f"{back} deliveries back in the inbox")
@@ -171,16 +245,17 @@ def refold(delivery_id: int | None, every: bool) -> None:
 @click.command()
 @click.argument("resource_id", metavar="RESOURCE")
 @click.option("--reference", default=None, help="Your own reference for the journey.")
-def start(resource_id: str, reference: str | None) -> None:
+@json_option
+def start(resource_id: str, reference: str | None, as_json: bool | None) -> None:
     """Start a journey at GBG (RESOURCE: the journey's resource id) and register it."""
-    services = common.services()
+    services = common.services(quiet=True)
     if services.gbg is None:
         raise click.ClickException("RECEIVER_GBG_CLIENT_ID: GBG credentials are not set")
     try:
         decision = usecases.start_journey(services, resource_id, {}, reference)
     except GbgError as exc:
         raise click.ClickException(f"GBG did not start the journey: {exc}") from None
-    common.echo_json(instance_json(decision.instance))
+    _instance(instance_json(decision.instance), as_json)
 
 
 COMMANDS = (
