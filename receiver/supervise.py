@@ -98,7 +98,12 @@ def supervise(
 ) -> int:
     """Start every child; stop all on SIGTERM/SIGINT; if one dies, stop the rest, exit 1.
     ``ready`` is asked on each look until it answers True (the greeting)."""
-    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
+    # Each child in a session of its own: a Ctrl-C in the terminal reaches this process
+    # alone, which stops them in order (SIGTERM), not all at once mid-way.
+    procs = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
+        for name, cmd in commands.items()
+    }
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:

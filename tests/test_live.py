@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -291,3 +292,26 @@ def test_an_application_starts_a_journey_and_reads_the_decision_with_our_api_alo
         [step] = done["steps"]
         assert step["result"]["outcome"] == "Of Age"
         assert step["result"]["advice"]["age_result_capabilities"] == ["resultcode.confirm.age"]
+
+
+def test_ctrl_c_stops_serve_at_once_with_browser_connections_open(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    base, _, serve = start_serve(tmp_path, procs, RECEIVER_WEB_WORKERS="2")
+    port = int(base.rsplit(":", 1)[1])
+    held = []
+    for n in range(6):  # a browser's spare connections, and two kept alive after a page
+        sock = socket.create_connection(("127.0.0.1", port))
+        if n < 2:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"200 OK" in sock.recv(4096)
+        held.append(sock)
+    started = time.monotonic()
+    os.killpg(serve.popen.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's group
+    assert serve.popen.wait(30) == 0
+    stopped_in = time.monotonic() - started
+    for sock in held:
+        sock.close()
+    assert stopped_in < 5, f"serve took {stopped_in:.1f} s to stop"
+    errors = [line for line in serve.log.read_text().splitlines() if '"level": "error"' in line]
+    assert errors == []

@@ -3,14 +3,19 @@
 Loaded by ``gbg-receiver web`` as ``gunicorn -c python:receiver.web.gunicorn_conf``.
 """
 
+import contextlib
 import logging
 import os
+import select
 import shutil
+import socket
 import sys
 import tempfile
+import weakref
 from typing import Any
 
 from gunicorn import glogging
+from gunicorn.workers.gthread import ThreadWorker
 
 from receiver import metrics
 from receiver.config import Settings
@@ -22,7 +27,7 @@ configure_logging(_settings, stream=sys.stdout)  # the master's own lines, as JS
 bind = _settings.bind
 workers = _settings.web_workers or (os.cpu_count() or 1) * 2 + 1
 # Threads keep a slow client from pinning a whole worker; the work per request is short.
-worker_class = "gthread"
+worker_class = "receiver.web.gunicorn_conf.Worker"  # gthread, stopping at once (below)
 threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 30  # SIGTERM: requests in flight finish and commit first
@@ -54,6 +59,31 @@ def child_exit(server: Any, worker: Any) -> None:
 def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
+    """gthread, except that a stopping worker lets go at once of the connections that
+    never sent a request (a browser opens spare ones and keeps them): gthread waits for
+    data on each for 5 s, deferred ones for the keepalive time, so Ctrl-C took half a
+    minute and ended in SIGKILL. A connection with bytes waiting is left to be served."""
+
+    def init_process(self) -> None:
+        self._fresh: weakref.WeakSet[Any] = weakref.WeakSet()
+        super().init_process()
+
+    def enqueue_req(self, conn: Any) -> None:
+        if not conn.initialized:
+            self._fresh.add(conn)
+        super().enqueue_req(conn)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for conn in list(self._fresh):
+            if conn.initialized or conn.data_ready:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if not select.select([conn.sock], [], [], 0)[0]:  # nothing sent: let go
+                    conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
