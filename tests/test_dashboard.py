@@ -507,7 +507,7 @@ def test_metrics_and_the_dashboard_answer_the_internal_network_only(
     client = create_app(services=services).test_client()
     env = {"REMOTE_ADDR": address}
     for path in ("/metrics", "/dashboard/signin", "/dashboard/"):
-        answer = client.get(path, environ_base=env)
+        answer = client.get(path, environ_base=env, base_url="https://localhost")
         assert (answer.status_code != 403) == open_, (path, answer.status_code)
         if not open_:  # a problem for programs, a page for people
             shown = "application/problem+json" if path == "/metrics" else "text/html"
@@ -556,3 +556,16 @@ def test_a_line_break_in_next_leads_home(client: FlaskClient) -> None:
         data={"token": API_TOKEN, "csrf": csrf(form), "next": "/dashboard/\r\nSet-Cookie: x=1"},
     )
     assert (answer.status_code, answer.headers["Location"]) == (303, "/dashboard/")
+
+
+def test_plain_http_from_another_machine_says_https_is_needed(services: Services) -> None:
+    client = create_app(services=services).test_client()
+    office = {"REMOTE_ADDR": "10.0.0.5"}
+    for method in ("GET", "POST"):
+        answer = client.open("/dashboard/signin", method=method, environ_base=office)
+        assert answer.status_code == 403
+        html = answer.get_data(as_text=True)
+        assert "The dashboard needs HTTPS" in html
+        assert "<form" not in html
+    secure = client.get("/dashboard/signin", environ_base=office, base_url="https://localhost")
+    assert (secure.status_code, "<form" in secure.get_data(as_text=True)) == (200, True)

@@ -179,3 +179,9 @@ def test_an_advice_code_is_matched_whole_against_a_tight_pattern(code: str) -> N
 def test_advice_codes_as_gbg_writes_them_are_kept() -> None:
     codes = ["resultcode.confirm.age", "resultcode.age_verified", "result-code.not-of-age"]
     assert minimal({"advice": {"c": codes}}, RESULT) == {"advice": {"c": codes}}
+
+
+def test_empty_advice_and_empty_objects_are_left_out() -> None:
+    result = {"status": "complete", "advice": {"age": [], "risk": ["Jane Doe"], "x": "01.01.1990"}}
+    assert minimal(result, RESULT) == {"status": "complete"}
+    assert minimal({"advice": {}}, RESULT) == {}

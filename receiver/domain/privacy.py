@@ -90,7 +90,7 @@ def minimal(document: Any, shape: Any) -> Any:
     if not isinstance(document, dict):
         return None
     kept = {key: minimal(document[key], sub) for key, sub in shape.items() if key in document}
-    return {key: value for key, value in kept.items() if value is not None}
+    return {key: value for key, value in kept.items() if value is not None and value != {}}
 
 
 def label(value: Any) -> str | None:
@@ -115,7 +115,8 @@ def allowed_headers(headers: Any, secret: str) -> dict[str, str]:
 
 
 def _codes(advice: Any) -> dict[str, Any] | None:
-    """Advice reduced to its codes: strings that look like codes, alone or in lists."""
+    """Advice reduced to its codes: strings that look like codes, alone or in lists;
+    None when no code is left."""
     if not isinstance(advice, dict):
         return None
     kept: dict[str, Any] = {}
@@ -125,5 +126,7 @@ def _codes(advice: Any) -> dict[str, Any] | None:
         if isinstance(value, str) and _CODE.fullmatch(value):
             kept[key] = value
         elif isinstance(value, list):
-            kept[key] = [v for v in value if isinstance(v, str) and _CODE.fullmatch(v)]
-    return kept
+            codes = [v for v in value if isinstance(v, str) and _CODE.fullmatch(v)]
+            if codes:  # an empty list says nothing: left out
+                kept[key] = codes
+    return kept or None

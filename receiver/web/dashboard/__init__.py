@@ -6,6 +6,7 @@ For internal networks: nginx's site restricts /dashboard like /metrics (see depl
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from typing import Any
@@ -130,6 +131,9 @@ def _age(seconds: float | None) -> str:
 @bp.route("/signin", methods=["GET", "POST"])
 def sign_in() -> Any:
     target = _safe_next(request.values.get("next"))
+    if not request.is_secure and not _this_machine(request.remote_addr):
+        # The browser would drop the Secure cookie: say why, never a bare 400 after.
+        return render_template("dashboard/signin.html", next=target, plain_http=True), 403
     if request.method == "POST":
         signin.check_csrf()
         key, now = current_app.secret_key, context.services().clock()
@@ -268,6 +272,13 @@ def refold(delivery_id: int) -> Redirect:
     else:
         flash(f"Delivery {delivery_id} is not set aside.", "error")
     return redirect(url_for("dashboard.home"), 303)
+
+
+def _this_machine(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _cursor() -> dict[str, str]:
