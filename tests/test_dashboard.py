@@ -569,3 +569,11 @@ def test_plain_http_from_another_machine_says_https_is_needed(services: Services
         assert "<form" not in html
     secure = client.get("/dashboard/signin", environ_base=office, base_url="https://localhost")
     assert (secure.status_code, "<form" in secure.get_data(as_text=True)) == (200, True)
+
+
+def test_the_chart_says_so_when_nothing_ended(client: FlaskClient) -> None:
+    sign_in(client)
+    html = page(client, "/dashboard/")
+    assert "data-chart-empty" in html
+    assert "No journey ended in the last 24 h." in html
+    assert "<svg" not in html

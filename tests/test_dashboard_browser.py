@@ -183,3 +183,58 @@ def test_an_operator_signs_in_looks_acts_and_signs_out(
             "Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)"
         ]
         context.close()
+
+
+def box(page: object, selector: str) -> dict[str, float]:
+    found = page.locator(selector).first.bounding_box()  # type: ignore[attr-defined]
+    assert found is not None, selector
+    return dict(found)
+
+
+@pytest.mark.parametrize("width", [390, 1280, 1440, 1920])
+def test_the_dashboard_fits_every_screen(
+    tmp_path: Path, procs: list[Proc], browser: object, width: int
+) -> None:
+    base, _, _ = start_serve(tmp_path, procs, seed, RECEIVER_WEBHOOK_TIMEOUT="3600")
+    context = browser.new_context(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{base}/dashboard/signin")
+    page.fill("#token", API_TOKEN)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(f"{base}/dashboard/")
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+
+    # The overview: its chart spans the content's width, with hour ticks and a scale.
+    assert page.evaluate(fits)
+    chart, main = box(page, "svg.chart"), box(page, "main")
+    assert chart["width"] >= main["width"] - 2 * 20 - 2  # main's padding, the border
+    assert page.locator("svg.chart text.tick").count() == 8  # every 3 hours of 24
+    assert page.locator("svg.chart line.grid").count() == 3  # 0, half, the busiest hour
+
+    # The instances: no column clipped; on a phone, id, status and outcome in view.
+    page.goto(f"{base}/dashboard/instances")
+    assert page.evaluate(fits)
+    scroll = "(e => e.scrollWidth <= e.clientWidth)(document.querySelector('.scroll'))"
+    assert page.evaluate(scroll), "a column of the instances table is cut off"
+    row = "tbody tr:first-child"
+    for cell in ("td.id", "td:nth-child(2)", "td:nth-child(3)"):
+        shown = box(page, f"{row} {cell}")
+        assert shown["x"] >= 0
+        assert shown["x"] + shown["width"] <= width, cell
+    header = page.locator("thead th").all_inner_texts()
+    assert header[:3] == ["Instance", "Status", "Outcome"]
+    polling = page.locator("th:has-text('Polling')")
+    assert polling.is_visible() is (width >= 700)
+    # The filter button sits on the inputs' line.
+    button, select = box(page, ".filters button"), box(page, ".filters select")
+    if width >= 700:
+        assert abs((button["y"] + button["height"]) - (select["y"] + select["height"])) <= 1
+    # Times read as how long ago, the exact time on hover.
+    registered = page.locator("tbody tr:first-child time").first
+    if width >= 700:
+        shown_time = registered.inner_text()
+        assert shown_time == "just now" or shown_time.endswith(" ago"), shown_time
+        assert registered.get_attribute("title").endswith("UTC")
+    if width in (390, 1280):
+        page.screenshot(path=str(SHOTS / f"instances-{width}.png"), full_page=True)
+    context.close()

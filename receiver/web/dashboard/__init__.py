@@ -22,6 +22,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
@@ -114,6 +115,21 @@ _WHY = {
 def _why(kind: str) -> str:
     status = kind.removeprefix("http_")
     return f"GBG answers {status}" if status.isdigit() else _WHY.get(kind, kind)
+
+
+@bp.app_template_filter("ago")
+def _ago(ts: float | None) -> Markup:
+    """A time as how long ago (or how soon) it is, the exact time on hover."""
+    if ts is None:
+        return Markup("—")
+    delta = context.services().clock() - ts
+    if abs(delta) < 5:
+        shown = "just now"
+    elif delta > 0:
+        shown = f"{_age(delta)} ago"
+    else:
+        shown = f"in {_age(-delta)}"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(rfc3339(ts), _at(ts), shown)
 
 
 @bp.app_template_filter("age")

@@ -58,9 +58,11 @@ class Endings:
             "credentials in GBG GO, and this receiver's log for refused webhooks (401, 422)."
         )
 
-    def chart(self, width: int = 480, height: int = 120) -> dict[str, Any]:
-        """Bar geometry for the template: x, width and a stacked (source, y, height) list."""
-        step = width / HOURS
+    def chart(self, width: int = 960, height: int = 160, left: int = 36) -> dict[str, Any]:
+        """Bar geometry for the template: x, width and a stacked (source, y, height) list
+        per hour; a tick every 3 hours (UTC) and the scale's lines (0, half, top). No
+        bars when nothing ended (the template says so instead)."""
+        step = (width - left) / HOURS
         top = max((b.total for b in self.bars), default=0) or 1
         bars = []
         for n, bar in enumerate(self.bars):
@@ -70,10 +72,30 @@ class Endings:
                 if h:
                     y -= h
                     parts.append((source, round(y, 1), round(h, 1)))
-            bars.append(
-                {"x": round(n * step + 1, 1), "w": round(step - 2, 1), "bar": bar, "parts": parts}
-            )
-        return {"width": width, "height": height, "top": top, "bars": bars}
+            x = round(left + n * step + 1, 1)
+            bars.append({"x": x, "w": round(step - 2, 1), "bar": bar, "parts": parts})
+        ticks = [
+            {"x": round(left + (n + 0.5) * step, 1), "label": f"{bar.hour % 24:02d}:00"}
+            for n, bar in enumerate(self.bars)
+            if bar.hour % 3 == 0
+        ]
+        scale = [
+            {"y": round(height - height * f, 1), "label": _scale(top * f)} for f in (0, 0.5, 1)
+        ]
+        return {
+            "width": width,
+            "height": height,
+            "left": left,
+            "top": top,
+            "bars": bars,
+            "ticks": ticks,
+            "scale": scale,
+            "empty": not any(b.total for b in self.bars),
+        }
+
+
+def _scale(value: float) -> str:
+    return f"{value:g}" if value == int(value) else f"{value:.1f}"
 
 
 def endings(store: Store, now: float) -> Endings:
