@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from receiver.domain import schedule
@@ -105,7 +105,8 @@ def fetch(
             observation = Fetched(instance_id, state, by, started_at)
             if services.slots.failures_seen:
                 _gbg_recovered(services)
-    result = FetchResult(observation, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    result = FetchResult(replace(observation, seconds=round(seconds, 4)), seconds)
     services.metrics.fetches.labels(result.outcome).inc()
     services.metrics.fetch_seconds.observe(result.seconds)
     return result

@@ -58,6 +58,57 @@ def steps(state: dict[str, Any] | None) -> list[dict[str, Any]] | None:
     return found if isinstance(found, list) else None
 
 
+# How a status was found, as the timeline says it ("source" in the instance and events).
+DECIDED_BY = {
+    "webhook": "a state fetch that a webhook prompted",
+    "poll": "polling alone (no webhook came before)",
+    "api": "an operator's poll",
+}
+_ORDER = {"registered": 0, "webhook": 1, "fetch": 2, "status": 3, "forward": 4}
+
+
+def timeline_json(instance: Instance, history: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """Everything that happened to an instance, in time order: its registration, each
+    webhook delivery, each fetch, each status change with what decided it, and each
+    attempt at telling the application (``history``: ``Store.history``)."""
+    entries: list[dict[str, Any]] = [{"at": instance.registered_at, "kind": "registered"}]
+    for d in history["deliveries"]:
+        entries.append(
+            {
+                "at": d["received_at"],
+                "kind": "webhook",
+                "claim": d["claim"],
+                "peer": d["peer"],
+                "folded": d["folded_at"] is not None,
+            }
+        )
+    for e in history["events"]:
+        decided = (
+            "its time to live ran out"
+            if e["status"] == "expired"
+            else DECIDED_BY.get(e["source"], e["source"])
+        )
+        entries.append(
+            {
+                "at": e["at"],
+                "kind": "status",
+                "from": e["previous_status"],
+                "to": e["status"],
+                "source": e["source"],
+                "decidedBy": decided,
+            }
+        )
+    for a in history["attempts"]:
+        entry = {"at": a["at"], "kind": a["kind"], "outcome": a["outcome"]}
+        if a["kind"] == "fetch":
+            entry |= {"gbgStatus": a["gbg_status"], "seconds": a["seconds"]}
+        else:
+            entry["messageId"] = a["seq"]
+        entries.append(entry)
+    entries.sort(key=lambda entry: (entry["at"], _ORDER[entry["kind"]]))
+    return [entry | {"at": rfc3339(entry["at"])} for entry in entries]
+
+
 def event_json(row: dict[str, Any]) -> dict[str, Any]:
     """One entry of the changes feed."""
     return {

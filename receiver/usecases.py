@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 from receiver import fetching
 from receiver.domain.model import (
     Decision,
+    Fetched,
+    FetchFailed,
     Instance,
     Observation,
     Registered,
@@ -33,7 +35,7 @@ from receiver.domain.schedule import Policy
 from receiver.errors import GbgError, StoreUnavailable
 from receiver.services import Services
 from receiver.shapes import message_json
-from receiver.store import Store, events, inbox, instances, outbox
+from receiver.store import Store, attempts, events, inbox, instances, outbox
 from receiver.store.inbox import Delivery
 
 log = logging.getLogger("receiver.usecases")
@@ -167,7 +169,7 @@ def _fold(
     locked = instances.lock(conn, ids)
     known = {i: instance for i, (instance, _) in locked.items()}
     current: dict[str, Instance] = dict(known)
-    decisions = []
+    decisions, tried = [], []
     for observation, now in observations:
         instance = current.get(observation.instance_id)
         held = locked.get(observation.instance_id)
@@ -180,6 +182,8 @@ def _fold(
         decision = decide(instance, observation, now, policy)
         current[observation.instance_id] = decision.instance
         decisions.append(decision)
+        if isinstance(observation, Fetched | FetchFailed):  # the instance's timeline
+            tried.append(_fetch_attempt(observation, now))
     created = [current[i] for i in ids if i not in known]
     if created:
         instances.insert(conn, created)
@@ -191,6 +195,7 @@ def _fold(
     ]
     if changed:
         instances.save(conn, changed, release=lease_owner)
+    attempts.record(conn, tried)
     changes = [(d.event, d.instance) for d in decisions if d.event is not None]
     if changes:
         seqs = events.append(conn, [event for event, _ in changes])
@@ -201,6 +206,21 @@ def _fold(
             ]
             outbox.enqueue(conn, messages, changes[0][0].at)
     return decisions
+
+
+def _fetch_attempt(observation: Fetched | FetchFailed, now: float) -> dict[str, Any]:
+    if isinstance(observation, Fetched):
+        outcome, gbg_status = "ok", observation.state.gbg_status
+    else:
+        outcome, gbg_status = observation.error[:32], None
+    return {
+        "instance_id": observation.instance_id,
+        "at": now,
+        "kind": "fetch",
+        "outcome": outcome,
+        "gbg_status": gbg_status,
+        "seconds": observation.seconds,
+    }
 
 
 def expire(services: Services, now: float) -> int:

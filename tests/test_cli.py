@@ -28,7 +28,16 @@ def test_operator_commands_register_show_list_and_poll(tmp_path: Path, sim: Simu
     assert (polled["status"], polled["source"], polled["outcome"]) == ("completed", "api", "Of Age")
     shown = json.loads(cli(env, "show", "op-1").stdout)
     assert shown["status"] == "completed"
-    assert [entry["what"] for entry in shown["timeline"]] == ["in_progress -> completed (api)"]
+    kinds = [entry["kind"] for entry in shown["timeline"]]
+    assert kinds == ["registered", "fetch", "status"]
+    decided = shown["timeline"][-1]
+    assert (decided["from"], decided["to"], decided["source"]) == (
+        "in_progress",
+        "completed",
+        "api",
+    )
+    assert decided["decidedBy"] == "an operator's poll"
+    assert shown["timeline"][1]["gbgStatus"] in ("Completed", "COMPLETED")
     started = json.loads(cli(env, "start", "age-check@latest", "--reference", "order-2").stdout)
     assert (started["reference"], started["status"]) == ("order-2", "in_progress")
     assert started["instanceUrl"].endswith("/journey/" + started["instanceId"])

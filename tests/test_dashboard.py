@@ -339,7 +339,11 @@ def test_an_instance_page_shows_its_timeline_deliveries_and_forwards_without_pii
     assert "Of Age" in html
     assert "order-9" in html
     assert "first known (reference order-9)" in html
-    assert "in progress → <strong>completed</strong>, by webhook" in html
+    assert (
+        "in progress → <strong>completed</strong>, decided by a state fetch that a webhook prompted"
+        in html
+    )
+    assert "fetch: GBG says " in html  # the fetch that decided, before its status change
     assert "claims Completed" in html
     assert f"msg_gbgr_{seq}" in html
     assert "http_500" in html

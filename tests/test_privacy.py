@@ -144,7 +144,7 @@ def test_retention_forgets_finished_instances_personal_data(
     usecases.register(services, "still-running", "customer-42")
     assert usecases.purge(services) == (0, 0)  # nothing is 30 days old yet
     clock.advance(31 * 86400)
-    assert usecases.purge(services) == (1, 1)
+    assert usecases.purge(services) == (2, 1)  # the delivery and the fetch; the data
     assert found(PERSONAL, stored_text(services), file_bytes(services)) == set()
     kept = services.store.get("pii-1")
     assert kept is not None

@@ -317,8 +317,10 @@ def test_purge_keeps_instances_events_and_the_unfolded_but_not_old_raw_data(
     state = GbgState(COMPLETED, "Completed", document={"status": "Completed"})
     apply(store, Fetched("old-1", state), NOW - 90)
     apply(store, Fetched("new-1", state), NOW)
-    assert store.purge(NOW - 50) == (1, 1)
+    assert store.purge(NOW - 50) == (2, 1)  # old-1's delivery and its fetch; its data
     assert len(store.deliveries_for("old-unfolded")) == 1  # not yet folded: kept
+    assert [a["kind"] for a in store.history("new-1")["attempts"]] == ["fetch"]
+    assert store.history("old-1")["attempts"] == []
     assert store.deliveries_for("old-1") == []
     assert len(store.deliveries_for("new-1")) == 1
     old = store.get("old-1")
@@ -355,6 +357,7 @@ def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type
         "deliveries": 5,
         "events": 6,
         "outbox": 1,
+        "attempts": 6,
         "rate_limits": 1,
         "revoked_sessions": 1,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from receiver import usecases
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -15,6 +16,7 @@ from tests.conftest import API_TOKEN, FakeClock, with_settings
 from tests.processes import gbg_env, run
 from tests.test_dashboard import page, sign_in
 from tests.test_poller import poll_until_due, webhook
+from tests.test_webhook import basic
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -67,3 +69,51 @@ def test_show_prints_the_last_error(tmp_path: Path, sim: Simulator) -> None:
     shown = json.loads(run(["show", "nobody-1"], env).stdout)
     assert shown["lastError"]["kind"] == "http_404"
     assert shown["lastError"]["errorsLeft"] == 29
+
+
+def test_one_timeline_holds_everything_that_happened_in_order(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    from receiver.testing.simulator import Fault
+    from tests.appserver import App, running
+    from tests.test_forwarding import forwarding, send
+
+    with running(App(script={"t-1": [500]})) as app:
+        forwarder = forwarding(services, app)
+        client = create_app(services=services).test_client()
+        usecases.register(services, "t-1", "order-7")
+        clock.advance(1)
+        hooked = client.post("/webhooks/gbg", json={"instanceId": "t-1"}, headers=basic())
+        assert hooked.status_code == 202
+        assert usecases.fold_inbox(services) == 1
+        sim.set_status("t-1", "Completed", "Of Age")
+        sim.add_fault(Fault("404", instance_id="t-1"))
+        poll_until_due(services, clock, "t-1")  # 404: the instance's error
+        poll_until_due(services, clock, "t-1")  # GBG says Completed
+        assert send(forwarder) == ["http_500"]
+        clock.advance(5)
+        assert send(forwarder) == ["delivered"]
+        forwarder.close()
+        answer = client.get("/api/v1/instances/t-1/timeline", headers=BEARER).get_json()
+    timeline = answer["timeline"]
+    assert [(t["kind"], t.get("outcome")) for t in timeline] == [
+        ("registered", None),
+        ("webhook", None),
+        ("fetch", "http_404"),
+        ("fetch", "ok"),
+        ("status", None),
+        ("forward", "http_500"),
+        ("forward", "delivered"),
+    ]
+    assert timeline[3]["gbgStatus"] in ("Completed", "COMPLETED")
+    assert timeline[3]["seconds"] is not None
+    status = timeline[4]
+    assert (status["from"], status["to"], status["source"]) == (
+        "in_progress",
+        "completed",
+        "webhook",
+    )
+    assert status["decidedBy"] == "a state fetch that a webhook prompted"
+    assert timeline[5]["messageId"] == timeline[6]["messageId"]
+    assert [t["at"] for t in timeline] == sorted(t["at"] for t in timeline)
+    assert client.get("/api/v1/instances/nope/timeline", headers=BEARER).status_code == 404

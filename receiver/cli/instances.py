@@ -14,11 +14,10 @@ from receiver.cli.output import json_option
 from receiver.domain.model import INSTANCE_ID, STATUSES
 from receiver.errors import GbgError, Superseded, Throttled
 from receiver.shapes import (
-    delivery_json,
-    event_json,
     instance_json,
     outbox_json,
     quarantined_json,
+    timeline_json,
 )
 from receiver.store.schema import MAX_ID
 
@@ -112,21 +111,30 @@ def show(instance_id: str, as_json: bool | None) -> None:
     instance = services.store.get(instance_id)
     if instance is None:
         raise click.ClickException(f"no such instance: {instance_id}")
-    changes = [
-        {"at": e["at"], "what": f"{e['previousStatus']} -> {e['status']} ({e['source']})"}
-        for e in map(event_json, services.store.events_for(instance_id))
-    ]
-    hooks = [
-        {"at": d["receivedAt"], "what": f"webhook from {d['peer']}, claims {d['claim']}"}
-        for d in map(delivery_json, services.store.deliveries_for(instance_id))
-    ]
-    timeline = sorted(changes + hooks, key=lambda entry: entry["at"] or "")
-    shown = instance_json(instance) | {"timeline": timeline}
-    _instance(shown, as_json)
+    timeline = timeline_json(instance, services.store.history(instance_id))
+    _instance(instance_json(instance) | {"timeline": timeline}, as_json)
     if not output.want_json(as_json):
         click.echo("timeline")
         for entry in timeline:
-            click.echo(f"  {entry['at']}  {entry['what']}")
+            click.echo(f"  {entry['at']}  {_said(entry)}")
+
+
+def _said(entry: dict[str, Any]) -> str:
+    """One timeline entry as a line for people."""
+    match entry["kind"]:
+        case "registered":
+            return "registered"
+        case "webhook":
+            return f"webhook from {entry['peer']}, claims {entry['claim']}"
+        case "fetch":
+            seconds = f" in {entry['seconds']:.2f} s" if entry["seconds"] is not None else ""
+            answer = (
+                f"GBG says {entry['gbgStatus']}" if entry["outcome"] == "ok" else entry["outcome"]
+            )
+            return f"fetch: {answer}{seconds}"
+        case "status":
+            return f"{entry['from']} -> {entry['to']}, decided by {entry['decidedBy']}"
+    return f"forward of message {entry['messageId']}: {entry['outcome']}"
 
 
 @click.command()

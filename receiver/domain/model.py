@@ -89,6 +89,7 @@ class Fetched:
     state: GbgState
     by: str = "poll"  # "api" when an operator asked for the fetch
     started_at: float | None = None  # when the request went out
+    seconds: float | None = None  # how long GBG took to answer
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class FetchFailed:
     started_at: float | None = None
     gbg_wide: bool = False  # GBG itself is failing: not this instance's error to count
     message: str | None = None  # what went wrong, in our words (never GBG's body)
+    seconds: float | None = None  # how long the attempt took
 
     def as_error(self, at: float, errors_left: int) -> dict[str, Any]:
         """The instance's ``last_error`` this failure makes, with how many more errors

@@ -3,7 +3,8 @@
 Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialects and
 transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
 ``events`` (the status-change log), ``outbox`` (messages to the application), ``rate``
-(the shared fetch rate), ``sessions`` (dashboard sign-outs), ``stats`` and ``copy``.
+(the shared fetch rate), ``attempts`` (fetches and forwards, for timelines), ``sessions``
+(dashboard sign-outs), ``stats`` and ``copy``.
 ``Store`` runs each single-step operation in its own transaction; a use case that must
 lock, decide and save in one transaction calls ``transaction`` with the adapter
 functions instead.
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import Instance
-from receiver.store import events, inbox, instances, outbox, rate, sessions, stats
+from receiver.store import attempts, events, inbox, instances, outbox, rate, sessions, stats
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
@@ -97,6 +98,16 @@ class Store:
     def events_for(self, instance_id: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return events.for_instance(conn, instance_id)
+
+    def history(self, instance_id: str) -> dict[str, list[dict[str, Any]]]:
+        """What an instance's timeline is made of, read at one moment: its latest
+        deliveries, its status changes and its latest fetch and forward attempts."""
+        with self.db.read() as conn:
+            return {
+                "deliveries": inbox.for_instance(conn, instance_id, limit=100, newest=True),
+                "events": events.for_instance(conn, instance_id),
+                "attempts": attempts.for_instance(conn, instance_id),
+            }
 
     def snapshot(self, now: float) -> dict[str, Any]:
         with self.db.read() as conn:
@@ -202,7 +213,7 @@ class Store:
         keeps a webhook waiting for the writer.
         """
         deleted = 0
-        for purge_batch in (inbox.purge, outbox.purge, sessions.purge):
+        for purge_batch in (inbox.purge, outbox.purge, attempts.purge, sessions.purge):
             while True:
                 with self.db.write() as conn:
                     batch = purge_batch(conn, before, PURGE_BATCH)

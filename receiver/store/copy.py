@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from receiver.store.engine import Database
 from receiver.store.schema import (
+    attempts,
     deliveries,
     events,
     instances,
@@ -24,7 +25,8 @@ def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str
     with target.write() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar():
             raise ValueError("the target store already has instances")
-        for table in (instances, deliveries, events, outbox, rate_limits, revoked_sessions):
+        tables = (instances, deliveries, events, outbox, attempts, rate_limits, revoked_sessions)
+        for table in tables:
             conn.execute(table.delete())
             key = next(iter(table.primary_key.columns))
             copied[table.name], last = 0, None
@@ -40,7 +42,7 @@ def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str
                 copied[table.name] += len(rows)
                 last = rows[-1][key.name]
         if target.is_postgres:  # the next seq and id continue after the copied ones
-            for column in (events.c.seq, deliveries.c.id):
+            for column in (events.c.seq, deliveries.c.id, attempts.c.id):
                 highest = sa.select(sa.func.max(column)).scalar_subquery()
                 sequence = sa.func.pg_get_serial_sequence(column.table.name, column.name)
                 conn.execute(sa.select(sa.func.setval(sequence, sa.func.greatest(highest, 1))))

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from receiver.errors import Superseded
+from receiver.store import attempts
 from receiver.store.schema import MAX_ID, outbox
 
 PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
@@ -120,7 +121,22 @@ def record(
         .values(values)
         .returning(outbox.c.instance_id)
     ).first()
-    if done is not None and error is None:
+    if done is None:
+        return False
+    outcome = "delivered" if error is None else error if next_attempt_at else FAILED
+    attempts.record(
+        conn,
+        [
+            {
+                "instance_id": done.instance_id,
+                "at": now,
+                "kind": "forward",
+                "outcome": outcome[:32],
+                "seq": seq,
+            }
+        ],
+    )
+    if error is None:
         conn.execute(
             outbox.update()
             .where(
@@ -130,7 +146,7 @@ def record(
             )
             .values(status=SUPERSEDED)
         )
-    return done is not None
+    return True
 
 
 def release(conn: Connection, owner: str) -> int:

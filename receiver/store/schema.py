@@ -1,7 +1,8 @@
 """The schema, in one place: Alembic's migrations produce exactly this (a test checks).
 
 Instances, the inbox of webhook deliveries, the event log, the outbox of messages to
-the application, the shared fetch rate, and the dashboard sessions signed out.
+the application, each fetch and forward attempt (an instance's timeline), the shared
+fetch rate, and the dashboard sessions signed out.
 """
 
 from __future__ import annotations
@@ -113,6 +114,23 @@ outbox = sa.Table(
     partial_index("ix_outbox_pending_instance", "instance_id", "status = 'pending'"),
     sa.Index("ix_outbox_status_seq", "status", "seq"),
     sa.Index("ix_outbox_instance", "instance_id", "seq"),
+)
+
+# What was tried for an instance: each state fetch and each forward attempt, with what
+# came of it. With the events and the deliveries, an instance's whole timeline.
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(128), nullable=False),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # fetch | forward
+    sa.Column("outcome", sa.String(32), nullable=False),  # ok, delivered, or the error
+    sa.Column("gbg_status", sa.String(64)),  # a fetch's answer, as GBG spelt it
+    sa.Column("seconds", sa.Float),  # a fetch's time at GBG
+    sa.Column("seq", BigId),  # a forward's message
+    sa.Index("ix_attempts_instance", "instance_id", "id"),
+    sqlite_autoincrement=True,
 )
 
 rate_limits = sa.Table(

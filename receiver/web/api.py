@@ -18,6 +18,7 @@ from receiver.shapes import (
     instance_json,
     outbox_json,
     quarantined_json,
+    timeline_json,
 )
 from receiver.store.outbox import STATUSES as MESSAGE_STATUSES
 from receiver.store.schema import MAX_ID
@@ -94,6 +95,14 @@ def instance_events(instance_id: str) -> dict[str, Any]:
     reads.known(instance_id)
     rows = context.services().store.events_for(instance_id)
     return {"events": [event_json(r) for r in rows]}
+
+
+@bp.get("/instances/<instance_id>/timeline")
+def instance_timeline(instance_id: str) -> dict[str, Any]:
+    """Everything that happened to one instance, in time order."""
+    found = reads.known(instance_id)
+    history = context.services().store.history(instance_id)
+    return {"instanceId": instance_id, "timeline": timeline_json(found, history)}
 
 
 @bp.get("/instances/<instance_id>/deliveries")

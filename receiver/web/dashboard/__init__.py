@@ -28,7 +28,14 @@ from werkzeug.wrappers import Response as Redirect
 
 from receiver import notify, usecases
 from receiver.errors import GbgError, Problem, Superseded, Throttled
-from receiver.shapes import delivery_json, event_json, outbox_json, rfc3339, steps
+from receiver.shapes import (
+    DECIDED_BY,
+    delivery_json,
+    outbox_json,
+    rfc3339,
+    steps,
+    timeline_json,
+)
 from receiver.store.schema import MAX_ID
 from receiver.web import context, reads
 from receiver.web.dashboard import overview, signin
@@ -204,7 +211,8 @@ def instance(instance_id: str) -> str:
         "dashboard/instance.html",
         i=found,
         steps=steps(found.state),
-        events=[event_json(e) for e in services.store.events_for(instance_id)],
+        timeline=timeline_json(found, services.store.history(instance_id)),
+        decided_by=DECIDED_BY,
         deliveries=[delivery_json(d) for d in latest[-DELIVERIES_SHOWN:]],
         earlier=len(latest) > DELIVERIES_SHOWN,
         messages=[outbox_json(m) for m in messages],
