@@ -3,6 +3,7 @@ the simulator on an ephemeral port, services wired to both, the app and its clie
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -205,13 +206,26 @@ def with_settings(services: Services, **changes: object) -> Services:
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
-    """Processes a test starts; any still running at the end are killed with their group."""
+    """Processes a test starts; any still running at the end are killed with their group,
+    and so are their children's groups (serve starts each child in a session of its own)."""
     started: list[Proc] = []
     yield started
     for proc in started:
         if proc.popen.poll() is None:
-            os.killpg(proc.popen.pid, signal.SIGKILL)
+            for pid in [*_descendants(proc.popen.pid), proc.popen.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
             proc.popen.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children first."""
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    children = [int(p) for p in found]
+    return children + [d for child in children for d in _descendants(child)]
 
 
 FIGURES: list[str] = []
