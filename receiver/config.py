@@ -10,15 +10,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from receiver.configvalues import PARSERS
 from receiver.errors import ConfigError
 from receiver.guards import demo_values, loopback, not_whsec, weak_secret
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 REGIONS = {
     "eu": "https://eu.platform.go.gbgplc.com",
@@ -84,7 +83,7 @@ class Settings:
             if raw is None or raw.strip() == "":
                 continue
             try:
-                values[f.name] = _PARSERS[f.type](raw.strip())
+                values[f.name] = PARSERS[f.type](raw.strip())
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
         settings = cls(**values)  # unparseable variables stand at their defaults here
@@ -250,49 +249,6 @@ def _unknown_names(env: Mapping[str, str]) -> list[str]:
         hint = f"; did you mean RECEIVER_{close[0]}?" if close else ""
         problems.append(f"{name}: unknown variable{hint}")
     return problems
-
-
-def _number(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{raw!r} is not a finite number")
-    return value
-
-
-def _integer(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a whole number") from None
-
-
-def _boolean(raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ValueError(f"{raw!r} is not true or false")
-
-
-def _tokens(raw: str) -> tuple[str, ...]:
-    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
-    if not tokens:
-        raise ValueError("lists no token")
-    return tokens
-
-
-_PARSERS: dict[Any, Callable[[str], Any]] = {
-    "str": str,
-    "str | None": str,
-    "int": _integer,
-    "int | None": _integer,
-    "float": _number,
-    "bool": _boolean,
-    "tuple[str, ...]": _tokens,
-}
 
 
 def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,54 @@
+"""How each setting's text becomes its value: one parser per type of ``Settings``
+field, each raising ValueError with what is wrong (``Settings.from_env`` names the
+variable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a whole number") from None
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise ValueError("lists no token")
+    return tokens
+
+
+PARSERS: dict[Any, Callable[[str], Any]] = {
+    "str": str,
+    "str | None": str,
+    "int": _integer,
+    "int | None": _integer,
+    "float": _number,
+    "bool": _boolean,
+    "tuple[str, ...]": _tokens,
+}
