@@ -53,6 +53,9 @@ class Settings:
     api_tokens: tuple[str, ...] = ()
     webhook_timeout: float = 300.0
     confirm_delay: float = 1.0
+    # After a webhook, the confirming fetch is followed up this many seconds apart while
+    # the journey is still running: GBG's module fires seconds before the end.
+    webhook_followups: tuple[float, ...] = (1.0, 2.0, 4.0)
     poll_interval: float = 10.0
     poll_error_backoff: float = 5.0
     poll_max_errors: int = 30
@@ -158,6 +161,11 @@ class Settings:
             "gbg_timeout",
         ):
             need(getattr(self, var) > 0, var.upper(), "must be > 0")
+        need(
+            len(self.webhook_followups) <= 4 and all(f > 0 for f in self.webhook_followups),
+            "WEBHOOK_FOLLOWUPS",
+            "at most 4 positive numbers of seconds, comma-separated (or none)",
+        )
         need(
             self.poll_max_interval >= self.poll_interval,
             "POLL_MAX_INTERVAL",

@@ -43,6 +43,13 @@ def _tokens(raw: str) -> tuple[str, ...]:
     return tokens
 
 
+def _seconds(raw: str) -> tuple[float, ...]:
+    """A list of seconds, "1,2,4"; "none" for none."""
+    if raw.lower() == "none":
+        return ()
+    return tuple(_number(part.strip()) for part in raw.split(","))
+
+
 PARSERS: dict[Any, Callable[[str], Any]] = {
     "str": str,
     "str | None": str,
@@ -51,4 +58,5 @@ PARSERS: dict[Any, Callable[[str], Any]] = {
     "float": _number,
     "bool": _boolean,
     "tuple[str, ...]": _tokens,
+    "tuple[float, ...]": _seconds,
 }

@@ -321,3 +321,28 @@ def test_serving_webhooks_needs_credentials_or_a_demo_with_gbg_on_loopback() -> 
     demo = {"RECEIVER_WEBHOOK_AUTH": "none", "RECEIVER_GBG_BASE_URL": "http://127.0.0.1:8001"}
     Settings.from_env(demo).check_web()
     Settings.from_env(BASIC).check_web()
+
+
+@pytest.mark.parametrize(
+    ("raw", "value", "problem"),
+    [
+        ("1,2,4", (1.0, 2.0, 4.0), None),
+        (" 0.5 , 1 ", (0.5, 1.0), None),
+        ("none", (), None),
+        ("1,2,4,8,16", None, "at most 4 positive numbers"),
+        ("1,0", None, "at most 4 positive numbers"),
+        ("1,x", None, "'x' is not a number"),
+    ],
+)
+def test_webhook_follow_ups_are_a_short_list_of_seconds(
+    raw: str, value: tuple[float, ...] | None, problem: str | None
+) -> None:
+    env = {"RECEIVER_WEBHOOK_FOLLOWUPS": raw}
+    if problem is None:
+        assert Settings.from_env(env).webhook_followups == value
+        return
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env)
+    [said] = refused.value.problems
+    assert said.startswith("RECEIVER_WEBHOOK_FOLLOWUPS: ")
+    assert problem in said

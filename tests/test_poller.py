@@ -75,12 +75,27 @@ def test_early_webhook_then_completion_three_seconds_later(
     webhook(exact, "e-1")  # the module fires before the journey ends
     assert poll_until_due(exact, clock, "e-1") == 1.0  # RECEIVER_CONFIRM_DELAY
     assert exact.store.get("e-1").status == "in_progress"  # type: ignore[union-attr]
-    sim.set_status("e-1", "Completed", "Of Age")  # 3 s after the webhook
-    assert poll_until_due(exact, clock, "e-1") == 10.0  # then GBG's normal interval
+    # The follow-ups, 1, 2 and 4 s apart, then GBG's interval again.
+    assert [poll_until_due(exact, clock, "e-1") for _ in range(4)] == [1.0, 2.0, 4.0, 10.0]
+    sim.set_status("e-1", "Completed", "Of Age")
+    assert poll_until_due(exact, clock, "e-1") == 10.0
     done = exact.store.get("e-1")
     assert done is not None
     assert (done.status, done.source) == ("completed", "webhook")
-    assert len(sim.fetches("e-1")) == 2
+    assert len(sim.fetches("e-1")) == 6  # the confirmation, 3 follow-ups, two at 10 s
+
+
+def test_an_early_webhook_is_confirmed_by_a_follow_up_seconds_after_the_end(
+    exact: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    sim.create("e-2")
+    register(exact, "e-2")
+    webhook(exact, "e-2")  # 3 s before the end
+    assert poll_until_due(exact, clock, "e-2") == 1.0  # in progress
+    assert poll_until_due(exact, clock, "e-2") == 1.0  # in progress, 2 s after the webhook
+    sim.set_status("e-2", "Completed", "Of Age")  # the end, 3 s after the webhook
+    assert poll_until_due(exact, clock, "e-2") == 2.0  # found 1 s after the end
+    assert exact.store.get("e-2").status == "completed"  # type: ignore[union-attr]
 
 
 def test_webhook_at_the_end_costs_one_fetch(services: Services, sim: Simulator) -> None:

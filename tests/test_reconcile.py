@@ -222,10 +222,33 @@ def test_webhook_during_a_fetch_keeps_its_confirming_fetch(observed) -> None:  #
     assert after.next_poll_at == NOW - 1 + POLICY.confirm_delay
 
 
-def test_a_webhook_before_the_fetch_does_not_shorten_the_schedule() -> None:
+def test_a_webhook_before_the_fetch_shortens_the_schedule_only_by_its_follow_ups() -> None:
     claimed = instance(next_poll_at=NOW - 3, webhook_received_at=NOW - 4)
     observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 2)
-    assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 10
+    plain = replace(POLICY, followups=())
+    assert decide(claimed, observed, NOW, plain).instance.next_poll_at == NOW + 10
+    # Follow-ups 1, 2, 4 s after the confirmation at W + 1: W + 2, W + 4 (now), W + 8.
+    assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 4
+
+
+@pytest.mark.parametrize(
+    ("since_webhook", "next_in"),
+    [(1, 1), (2, 2), (3, 1), (4, 4), (7.5, 0.5), (8, 10), (60, 10)],
+)
+def test_follow_ups_come_after_the_confirmation_then_gbgs_interval(
+    since_webhook: float, next_in: float
+) -> None:
+    running = instance(webhook_received_at=NOW - since_webhook)
+    observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"))
+    assert decide(running, observed, NOW, POLICY).instance.next_poll_at == NOW + next_in
+
+
+def test_no_follow_up_without_a_webhook_or_after_an_error() -> None:
+    observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"))
+    assert decide(instance(), observed, NOW, POLICY).instance.next_poll_at == NOW + 10
+    hooked = instance(webhook_received_at=NOW - 1)
+    failed = decide(hooked, FetchFailed(ID, "http_404"), NOW, POLICY).instance
+    assert failed.next_poll_at == NOW + 15  # GBG's interval plus its backoff
 
 
 def test_a_failed_fetch_of_a_finished_instance_is_noted_and_schedules_nothing() -> None:

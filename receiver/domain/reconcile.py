@@ -122,6 +122,9 @@ def _fetched(current: Instance, obs: Fetched, now: float, policy: Policy) -> Ins
     next_at = schedule.next_poll_at(
         policy, instance_id=current.instance_id, registered_at=current.registered_at, now=now
     )
+    next_at = schedule.follow_up(
+        policy, webhook_at=current.webhook_received_at, now=now, regular=next_at
+    )
     return replace(after, next_poll_at=_confirm_webhook_during_fetch(current, obs, next_at, policy))
 
 

@@ -4,7 +4,9 @@ Pure: no I/O, no clock; ``now`` is an argument. GBG's policy: poll every 10 s; a
 for each consecutive error; give up after 30 consecutive errors; reset after a success;
 stop once the status is final. On top of it, and never faster than it: a 429's
 Retry-After is honoured, instances running for hours slow down toward a ceiling, and a
-small deterministic jitter keeps many instances from polling in lockstep.
+small deterministic jitter keeps many instances from polling in lockstep. The one place
+that asks sooner: after a webhook, which says the end is seconds away, a few follow-up
+fetches (``follow_up``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Policy:
     max_interval: float = 300.0
     ttl: float = 604800.0
     jitter: float = 0.02  # fraction of the interval added at most; 0 pins exact times
+    followups: tuple[float, ...] = (1.0, 2.0, 4.0)  # seconds apart, after the confirmation
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -47,6 +50,7 @@ class Policy:
             max_errors=settings.poll_max_errors,
             max_interval=settings.poll_max_interval,
             ttl=settings.instance_ttl,
+            followups=settings.webhook_followups,
         )
 
 
@@ -73,6 +77,27 @@ def next_poll_at(
     if retry_after is not None:
         interval = max(interval, retry_after)
     return now + interval
+
+
+def follow_up(
+    policy: Policy, *, webhook_at: float | None, now: float, regular: float | None
+) -> float | None:
+    """The next fetch after one at ``now`` that found the journey still running.
+
+    A webhook at ``webhook_at`` says the journey ends within seconds (GBG's module fires
+    before the end): after its confirming fetch, follow-ups come ``policy.followups``
+    seconds apart, then GBG's own schedule (``regular``) again. Sooner than GBG's base
+    interval only here: at most len(followups) extra fetches per webhook, all under the
+    shared rate limit.
+    """
+    if webhook_at is None or regular is None:
+        return regular
+    due = webhook_at + policy.confirm_delay
+    for step in policy.followups:
+        due += step
+        if due > now:
+            return min(regular, due)
+    return regular
 
 
 def _spread(instance_id: str, errors: int) -> float:
