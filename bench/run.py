@@ -249,6 +249,7 @@ def truth_table(t: dict[str, Any]) -> list[str]:
     for key, label, target in (
         ("webhook", "webhook just before the end", "target_webhook_s"),
         ("timeout", "webhook lost (registered)", "target_timeout_s"),
+        ("early", "webhook 0-5 s before the end", "target_early_s"),
     ):
         s = t[key]
         rows.append(
@@ -262,7 +263,9 @@ def truth_table(t: dict[str, Any]) -> list[str]:
         "process, one token lifetime: target 1); fetches per instance on the webhook path "
         f"median {median(t['fetches_webhook']):.0f} (max {max(t['fetches_webhook'])}; target "
         f"median 1), on the timeout path median {median(t['fetches_timeout']):.0f} "
-        f"(max {max(t['fetches_timeout'])}).",
+        f"(max {max(t['fetches_timeout'])}); after an early webhook median "
+        f"{median(t['fetches_early']):.0f} (max {max(t['fetches_early'])}; at most "
+        f"{truth.EXTRA_FETCHES + 1}: the confirmation and its follow-ups).",
         "",
     ]
     return rows

@@ -55,7 +55,7 @@ class Settings:
     confirm_delay: float = 1.0
     # After a webhook, the confirming fetch is followed up this many seconds apart while
     # the journey is still running: GBG's module fires seconds before the end.
-    webhook_followups: tuple[float, ...] = (1.0, 2.0, 4.0)
+    webhook_followups: tuple[float, ...] = (1.0, 2.0, 2.0, 2.0)
     poll_interval: float = 10.0
     poll_error_backoff: float = 5.0
     poll_max_errors: int = 30

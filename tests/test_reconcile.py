@@ -227,13 +227,14 @@ def test_a_webhook_before_the_fetch_shortens_the_schedule_only_by_its_follow_ups
     observed = Fetched(ID, GbgState(IN_PROGRESS, "InProgress"), started_at=NOW - 2)
     plain = replace(POLICY, followups=())
     assert decide(claimed, observed, NOW, plain).instance.next_poll_at == NOW + 10
-    # Follow-ups 1, 2, 4 s after the confirmation at W + 1: W + 2, W + 4 (now), W + 8.
-    assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 4
+    # Follow-ups 1, 2, 2, 2 s apart after the confirmation at W + 1: W + 2, W + 4 (now),
+    # W + 6, W + 8.
+    assert decide(claimed, observed, NOW, POLICY).instance.next_poll_at == NOW + 2
 
 
 @pytest.mark.parametrize(
     ("since_webhook", "next_in"),
-    [(1, 1), (2, 2), (3, 1), (4, 4), (7.5, 0.5), (8, 10), (60, 10)],
+    [(1, 1), (2, 2), (3, 1), (4, 2), (5, 1), (6, 2), (7.5, 0.5), (8, 10), (60, 10)],
 )
 def test_follow_ups_come_after_the_confirmation_then_gbgs_interval(
     since_webhook: float, next_in: float

@@ -38,7 +38,7 @@ class Policy:
     max_interval: float = 300.0
     ttl: float = 604800.0
     jitter: float = 0.02  # fraction of the interval added at most; 0 pins exact times
-    followups: tuple[float, ...] = (1.0, 2.0, 4.0)  # seconds apart, after the confirmation
+    followups: tuple[float, ...] = (1.0, 2.0, 2.0, 2.0)  # seconds apart, after the confirmation
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
