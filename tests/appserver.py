@@ -51,6 +51,20 @@ class App:
             return [r for r in self.received if 200 <= r.answered < 300]
 
 
+def trickle_headers(answering: http.server.BaseHTTPRequestHandler, every: float = 0.2) -> None:
+    """Answer a 200 whose headers come one byte every ``every`` seconds and never end,
+    until the other side hangs up (each byte in time; the whole answer never)."""
+    try:
+        answering.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(300):
+            answering.wfile.write(b"z")
+            answering.wfile.flush()
+            time.sleep(every)
+    except OSError:
+        pass  # the other side gave up: as it should
+    answering.close_connection = True
+
+
 def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
     verifier = Webhook(SECRET)
 
@@ -87,16 +101,7 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
                     app.in_flight[entry.webhook_id] -= 1
 
         def _trickle(self) -> None:
-            """A 200 whose headers come one byte every 0.2 s, until the sender hangs up."""
-            try:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                for _ in range(300):
-                    self.wfile.write(b"z")
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass  # the sender gave up: as it should
-            self.close_connection = True
+            trickle_headers(self)
 
         def _answer(self, status: int) -> None:
             self.send_response(status)

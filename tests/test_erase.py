@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from receiver import usecases
 from receiver.domain.model import TtlPassed
 from receiver.services import Services
+from receiver.store import Message
 from receiver.store.schema import metadata
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -33,6 +34,15 @@ def stored_bytes(services: Services) -> bytes:
         ).encode()
 
 
+def settle(services: Services, message: Message, how: str) -> None:
+    """Record the claimed ``message``'s attempt as delivered, failed for good, or failed
+    and due again in a minute (pending)."""
+    now = services.clock()
+    error = None if how == "delivered" else "http_500"
+    again = now + 60 if how == "pending" else None
+    services.store.record_attempt(message.seq, "w", now=now, error=error, next_attempt_at=again)
+
+
 def test_erase_leaves_nothing_personal_in_any_message_status(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
@@ -54,13 +64,10 @@ def test_erase_leaves_nothing_personal_in_any_message_status(
     clock.advance(1)
     poll_once(services)
     [superseded, pending, failed] = store.claim_messages("w", clock(), 10, 30)
-    for message in (superseded, failed):
-        store.record_attempt(message.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
-    store.record_attempt(
-        pending.seq, "w", now=clock(), error="timeout", next_attempt_at=clock() + 60
-    )
+    for message, how in ((superseded, "failed"), (failed, "failed"), (pending, "pending")):
+        settle(services, message, how)
     [delivered] = store.claim_messages("w", clock(), 10, 30)  # after the failed one
-    store.record_attempt(delivered.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    settle(services, delivered, "delivered")
     assert sorted(m.status for m in store.messages(status=None, limit=9)) == [
         "delivered",
         "failed",
@@ -105,11 +112,8 @@ def test_retention_purges_failed_messages_as_well(
     clock.advance(1)
     poll_once(services)
     failed, delivered, pending = store.claim_messages("w", clock(), 10, 30)
-    store.record_attempt(failed.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
-    store.record_attempt(delivered.seq, "w", now=clock(), error=None, next_attempt_at=None)
-    store.record_attempt(
-        pending.seq, "w", now=clock(), error="timeout", next_attempt_at=clock() + 60
-    )
+    for message, how in ((failed, "failed"), (delivered, "delivered"), (pending, "pending")):
+        settle(services, message, how)
     clock.advance(services.settings.retention_days * 86400 + 1)
     usecases.purge(services)
     assert [m.seq for m in store.messages(status=None, limit=9)] == [pending.seq]

@@ -15,6 +15,7 @@ from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable
 from receiver.gbg.client import retry_after
 from receiver.gbg.states import parse_state
 from receiver.testing.simulator import Fault, Simulator
+from tests.appserver import trickle_headers
 from tests.conftest import gbg_client
 
 
@@ -280,15 +281,7 @@ class HeaderTrickle(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"] or 0))
-        try:
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            for _ in range(100):
-                self.wfile.write(b"z")
-                self.wfile.flush()
-                time.sleep(0.3)
-        except OSError:
-            pass  # the client gave up: as it should
-        self.close_connection = True
+        trickle_headers(self, every=0.3)
 
     def log_message(self, *args: object) -> None:
         pass

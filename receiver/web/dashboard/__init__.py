@@ -22,7 +22,6 @@ from flask import (
     request,
     url_for,
 )
-from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
@@ -32,13 +31,12 @@ from receiver.shapes import (
     DECIDED_BY,
     delivery_json,
     outbox_json,
-    rfc3339,
     steps,
     timeline_json,
 )
 from receiver.store.schema import MAX_ID
 from receiver.web import context, reads
-from receiver.web.dashboard import overview, signin
+from receiver.web.dashboard import filters, overview, signin
 
 log = logging.getLogger("receiver.dashboard")
 bp = Blueprint(
@@ -95,60 +93,7 @@ def csrf_token() -> str:
     return signin.csrf_token()
 
 
-@bp.app_template_filter("at")
-def _at(ts: float | None) -> str:
-    return _when(rfc3339(ts))
-
-
-@bp.app_template_filter("when")
-def _when(shown: str | None) -> str:
-    """An RFC 3339 time of the API's shapes, as a person reads it."""
-    return shown.replace("T", " ").replace("Z", " UTC") if shown else "—"
-
-
-# What a poll error's kind means, as a person reads it ("GBG answers 404" for http_404).
-_WHY = {
-    "timeout": "GBG did not answer in time",
-    "connect": "no connection to GBG",
-    "garbage": "GBG's answer was malformed",
-    "token": "GBG's token endpoint failed",
-    "auth": "GBG refused our credentials",
-    "unknown_status": "GBG gave an undocumented status",
-    "internal": "the receiver's own error",
-}
-
-
-@bp.app_template_filter("why")
-def _why(kind: str) -> str:
-    status = kind.removeprefix("http_")
-    return f"GBG answers {status}" if status.isdigit() else _WHY.get(kind, kind)
-
-
-@bp.app_template_filter("ago")
-def _ago(ts: float | None) -> Markup:
-    """A time as how long ago (or how soon) it is, the exact time on hover."""
-    if ts is None:
-        return Markup("—")
-    delta = context.services().clock() - ts
-    if abs(delta) < 5:
-        shown = "just now"
-    elif delta > 0:
-        shown = f"{_age(delta)} ago"
-    else:
-        shown = f"in {_age(-delta)}"
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(rfc3339(ts), _at(ts), shown)
-
-
-@bp.app_template_filter("age")
-def _age(seconds: float | None) -> str:
-    if not seconds:
-        return "—"
-    whole = math.floor(seconds)
-    if whole < 120:
-        return f"{whole} s"
-    if whole < 7200:
-        return f"{whole // 60} min"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
+filters.register(bp)
 
 
 @bp.route("/signin", methods=["GET", "POST"])
