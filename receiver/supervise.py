@@ -64,9 +64,7 @@ def greeting(settings: Settings, with_simulator: bool) -> Callable[[], bool]:
         return lambda: True
     base = f"http://{settings.bind}"
     tokens = settings.api_tokens
-    token = (
-        tokens[0] if tokens and tokens[0] in DEMO_SECRETS else "an API token (RECEIVER_API_TOKENS)"
-    )
+    demo = tokens[0] if tokens and tokens[0] in DEMO_SECRETS else None  # published anyway
 
     def greet() -> bool:
         try:
@@ -74,19 +72,25 @@ def greeting(settings: Settings, with_simulator: bool) -> Callable[[], bool]:
                 answer.read()
         except OSError:
             return False
+        token = demo or "an API token (RECEIVER_API_TOKENS)"
         lines = [
             f"gbg-receiver is ready on {base}",
             f"  dashboard:  {base}/dashboard/  (sign in with {token})",
-            f"  API:        {base}/api/v1/  (Authorization: Bearer ...)",
+            f"  API:        {base}/api/v1/  (the same token, as a bearer token)",
         ]
         if with_simulator:
+            lines.append(f"  GBG:        the bundled simulator at {settings.gbg_url}")
+        if with_simulator and demo:
             lines += [
-                f"  GBG:        the bundled simulator at {settings.gbg_url}",
                 "  next:       start a journey and end it in the browser:",
                 f"              curl -s -X POST {base}/api/v1/journeys -H 'Authorization: "
-                f"Bearer {token}' -H 'Content-Type: application/json' "
+                f"Bearer {demo}' -H 'Content-Type: application/json' "
                 """-d '{"resourceId": "age-check@latest"}'""",
             ]
+        elif with_simulator:
+            lines.append(
+                "  next:       the README's 'Try it': start a journey, end it in the browser"
+            )
         click.echo("\n".join(lines), err=True)
         return True
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from receiver.testing.simulator import Simulator
 from tests.processes import base_env, gbg_env, run
 
@@ -250,3 +252,37 @@ def test_people_get_tables_and_summaries_scripts_get_json(tmp_path: Path, sim: S
     assert json.loads(scripted.stdout)["instanceId"] == "p-1"  # all of stdout is the JSON
     assert cli(env, "outbox", "--human").stdout == "no messages\n"
     assert cli(env, "quarantine", "--human").stdout == "no deliveries set aside\n"
+
+
+@pytest.mark.parametrize("token", ["demo-token-for-make-run-only", "a-token-of-our-own-9c2d-6e0a"])
+def test_the_ready_message_shows_only_a_published_token(
+    token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import http.server
+    import threading
+
+    from receiver.config import Settings
+    from receiver.supervise import greeting
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        bind = f"127.0.0.1:{server.server_port}"
+        settings = Settings(bind=bind, api_tokens=(token,), gbg_base_url="http://127.0.0.1:8001")
+        assert greeting(settings, with_simulator=True)() is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    said = capsys.readouterr().err
+    assert f"gbg-receiver is ready on http://{bind}" in said
+    assert (token in said) is token.startswith("demo-")
+    assert ("Bearer" in said) is token.startswith("demo-")
