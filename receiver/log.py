@@ -15,6 +15,8 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+import sqlalchemy as sa
+
 from receiver.config import Settings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -35,6 +37,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.webhook_password,
         settings.webhook_api_key,
         settings.forward_secret,
+        sa.engine.make_url(settings.database_url).password,
         *settings.api_tokens,
     ]
     return [v for v in values if v and len(v) >= 4]

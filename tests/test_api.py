@@ -251,3 +251,15 @@ def test_a_nul_is_refused_only_where_it_would_be_kept(client) -> None:  # type: 
 def test_the_services_address_leads_to_the_dashboard(client) -> None:  # type: ignore[no-untyped-def]
     answer = client.get("/")
     assert (answer.status_code, answer.headers["Location"]) == (302, "/dashboard/")
+
+
+def test_an_instance_whose_webhooks_wait_in_the_inbox_says_so(client) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(2):
+        client.post("/webhooks/gbg", json={"instanceId": "w-9"}, headers=basic())
+    waiting = client.get("/api/v1/instances/w-9", headers=AUTH)
+    assert waiting.status_code == 404
+    assert waiting.get_json()["detail"].startswith(
+        "no such instance yet: 2 webhook deliveries for it wait in the inbox"
+    )
+    unknown = client.get("/api/v1/instances/w-10", headers=AUTH).get_json()
+    assert unknown["detail"] == "no such instance"

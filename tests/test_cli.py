@@ -286,3 +286,13 @@ def test_the_ready_message_shows_only_a_published_token(
     assert f"gbg-receiver is ready on http://{bind}" in said
     assert (token in said) is token.startswith("demo-")
     assert ("Bearer" in said) is token.startswith("demo-")
+
+
+def test_a_store_error_names_its_cause(tmp_path: Path) -> None:
+    down = base_env(tmp_path, RECEIVER_DATABASE_URL="postgresql+psycopg://u@127.0.0.1:9/x")
+    refused = cli(down, "list")
+    assert refused.returncode == 1
+    assert "the store is unavailable: OperationalError: connection" in refused.stderr
+    assert "port 9 failed" in refused.stderr
+    unmigrated = cli(base_env(tmp_path), "list")  # a store whose schema was never made
+    assert "the store is unavailable: OperationalError: no such table" in unmigrated.stderr

@@ -70,3 +70,11 @@ def test_json_lines_carry_the_same_fields(captured: io.StringIO) -> None:
         "http_404",
     )
     assert line["secret_seen"] == "key [redacted]"  # the forward secret is a secret too
+
+
+def test_the_databases_password_never_reaches_a_log(captured: io.StringIO) -> None:
+    settings = Settings(database_url="postgresql+psycopg://gbg:Pg-pass-7c1e@db.internal/gbg")
+    configure_logging(settings, stream=captured)
+    log.error("store.unavailable", extra={"error": "auth failed for gbg:Pg-pass-7c1e"})
+    assert "Pg-pass-7c1e" not in captured.getvalue()
+    assert "[redacted]" in captured.getvalue()

@@ -64,6 +64,10 @@ class Store:
         with self.db.read() as conn:
             return inbox.for_instance(conn, instance_id, **page)
 
+    def waiting_for(self, instance_id: str) -> int:
+        with self.db.read() as conn:
+            return inbox.waiting_for(conn, instance_id)
+
     def waiting_deliveries(self, limit: int) -> list[int]:
         with self.db.read() as conn:
             return inbox.waiting_ids(conn, limit)

@@ -36,6 +36,15 @@ def _pgcode(exc: BaseException | None) -> str | None:
     return getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
+def cause(exc: BaseException) -> str:
+    """What went wrong, from the driver's own first line: its error's name and message
+    (the engine hides SQL parameters; libpq names no password), at most 300 characters."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    said = " ".join(line.strip() for line in lines[:2]) if lines else ""
+    return f"{type(orig).__name__}: {said}"[:300] if said else type(orig).__name__
+
+
 class Raced(Exception):
     """Another transaction inserted a row this one meant to create: run it again."""
 
@@ -67,7 +76,7 @@ class Database:
             with self._writers, self.engine.begin() as conn:
                 yield conn
         except _DB_DOWN as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise StoreUnavailable(cause(exc)) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -75,7 +84,7 @@ class Database:
             with self.engine.connect() as conn:
                 yield conn.execution_options(sqlite_begin="DEFERRED")
         except _DB_DOWN as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise StoreUnavailable(cause(exc)) from exc
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
@@ -101,7 +110,7 @@ class Database:
                         driver.autocommit = False
                     raw.close()  # back to the pool
         except self._down as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise StoreUnavailable(cause(exc)) from exc
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         """Run ``work(conn)`` in a write transaction; again if a concurrent insert won, or
@@ -129,7 +138,7 @@ class Database:
             finally:
                 raw.close()
         except self._down as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise StoreUnavailable(cause(exc)) from exc
 
     def ping(self) -> None:
         with self.read() as conn:

@@ -165,6 +165,12 @@ def depth(conn: Connection) -> tuple[int, float | None]:
     return int(count), oldest
 
 
+def waiting_for(conn: Connection, instance_id: str) -> int:
+    """How many of the instance's deliveries wait in the inbox."""
+    query = sa.select(sa.func.count()).where(deliveries.c.instance_id == instance_id, WAITING)
+    return int(conn.execute(query).scalar_one())
+
+
 def quarantined_count(conn: Connection) -> int:
     query = sa.select(sa.func.count()).where(deliveries.c.quarantined_at.is_not(None))
     return int(conn.execute(query).scalar_one())

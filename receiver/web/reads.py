@@ -18,10 +18,21 @@ MAX_PAGE = 1000
 
 
 def known(instance_id: str) -> Instance:
-    found = None
-    if INSTANCE_ID.fullmatch(instance_id):
-        found = context.services().store.get(instance_id)
+    """The instance, or a 404 that says whether its webhooks wait in the inbox (acknowledged,
+    not folded yet: is a worker running?)."""
+    if not INSTANCE_ID.fullmatch(instance_id):
+        raise Problem(404, "Not found", "no such instance")
+    store = context.services().store
+    found = store.get(instance_id)
     if found is None:
+        waiting = store.waiting_for(instance_id)
+        if waiting:
+            raise Problem(
+                404,
+                "Not found",
+                f"no such instance yet: {waiting} webhook deliveries for it wait in the inbox"
+                " to be folded by a worker (is one running?)",
+            )
         raise Problem(404, "Not found", "no such instance")
     return found
 
