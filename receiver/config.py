@@ -48,6 +48,9 @@ class Settings:
     webhook_username: str | None = None
     webhook_password: str | None = None
     webhook_api_key: str | None = None
+    # While GBG's Webhook module is re-configured by hand: the old value still passes.
+    webhook_password_previous: str | None = None
+    webhook_api_key_previous: str | None = None
     webhook_api_key_header: str = "X-API-Key"
     webhook_auth: str = "required"
     api_tokens: tuple[str, ...] = ()
@@ -73,6 +76,8 @@ class Settings:
     # Downstream notifications: each status change, signed, to the application.
     forward_url: str | None = None
     forward_secret: str | None = None
+    # While the application moves to the new secret: every message is signed with both.
+    forward_secret_previous: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,8 +195,23 @@ class Settings:
             "FORWARD_SECRET" if self.forward_url else "FORWARD_URL",
             "RECEIVER_FORWARD_URL and RECEIVER_FORWARD_SECRET go together",
         )
-        if self.forward_secret is not None and (why := not_whsec(self.forward_secret)):
-            need(False, "FORWARD_SECRET", why)
+        for var, key in (
+            ("FORWARD_SECRET", self.forward_secret),
+            ("FORWARD_SECRET_PREVIOUS", self.forward_secret_previous),
+        ):
+            if key is not None and (why := not_whsec(key)):
+                need(False, var, why)
+        for var, previous, current in (
+            ("WEBHOOK_PASSWORD_PREVIOUS", self.webhook_password_previous, self.webhook_password),
+            ("WEBHOOK_API_KEY_PREVIOUS", self.webhook_api_key_previous, self.webhook_api_key),
+            ("FORWARD_SECRET_PREVIOUS", self.forward_secret_previous, self.forward_secret),
+        ):
+            current_name = "RECEIVER_" + var.removesuffix("_PREVIOUS")
+            need(
+                previous is None or current is not None,
+                var,
+                f"needs {current_name} (the new value)",
+            )
         for var, values in self._our_secrets.items():
             for value in values:
                 if value is not None and (weakness := weak_secret(value)):
@@ -204,7 +224,9 @@ class Settings:
         """The secrets that guard this service, by setting (less RECEIVER_)."""
         return {
             "WEBHOOK_PASSWORD": (self.webhook_password,),
+            "WEBHOOK_PASSWORD_PREVIOUS": (self.webhook_password_previous,),
             "WEBHOOK_API_KEY": (self.webhook_api_key,),
+            "WEBHOOK_API_KEY_PREVIOUS": (self.webhook_api_key_previous,),
             "API_TOKENS": self.api_tokens,
         }
 

@@ -36,10 +36,13 @@ class Downstream:
         session: requests.Session | None = None,
         pool: int = 8,
         timeout: tuple[float, float] = TIMEOUT,
+        previous: str | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
-        self._signer = Webhook(secret)
+        # During a rotation each message carries a signature by either secret (Standard
+        # Webhooks: space-separated), so the application may verify with the old or new.
+        self._signers = [Webhook(s) for s in (secret, previous) if s is not None]
         self.session = httpread.session(pool, session)
         self.session.trust_env = False
 
@@ -50,7 +53,7 @@ class Downstream:
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(msg_id, now, body),
+            "webhook-signature": " ".join(s.sign(msg_id, now, body) for s in self._signers),
             "Content-Type": "application/json",
             "User-Agent": "gbg-receiver",
         }

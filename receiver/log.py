@@ -36,7 +36,10 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.gbg_password,
         settings.webhook_password,
         settings.webhook_api_key,
+        settings.webhook_password_previous,
+        settings.webhook_api_key_previous,
         settings.forward_secret,
+        settings.forward_secret_previous,
         sa.engine.make_url(settings.database_url).password,
         *settings.api_tokens,
     ]

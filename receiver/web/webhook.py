@@ -81,21 +81,22 @@ def receive() -> tuple[dict[str, Any], int]:
 
 
 def authenticate(settings: Settings) -> None:
-    """Accept configured Basic credentials or the API key; compare in constant time."""
+    """Accept configured Basic credentials or the API key, each also in its previous
+    value while one is set (a rotation); compare in constant time, every value."""
     if settings.webhook_auth == "none" and not settings.webhook_credentials_set:
         return
     ok = False
     if settings.webhook_username is not None:
-        ok |= _basic_matches(
-            request.headers.get("Authorization", ""),
-            settings.webhook_username,
-            settings.webhook_password or "",
-        )
-    if settings.webhook_api_key is not None:
-        presented = request.headers.get(settings.webhook_api_key_header, "").encode()
-        key = settings.webhook_api_key
-        for accepted in (key, "Basic " + base64.b64encode(key.encode()).decode()):
-            ok |= hmac.compare_digest(presented, accepted.encode())
+        for password in (settings.webhook_password, settings.webhook_password_previous):
+            if password is not None:
+                ok |= _basic_matches(
+                    request.headers.get("Authorization", ""), settings.webhook_username, password
+                )
+    presented = request.headers.get(settings.webhook_api_key_header, "").encode()
+    for key in (settings.webhook_api_key, settings.webhook_api_key_previous):
+        if key is not None:
+            for accepted in (key, "Basic " + base64.b64encode(key.encode()).decode()):
+                ok |= hmac.compare_digest(presented, accepted.encode())
     if not ok:
         challenge = 'Basic realm="gbg-receiver"'
         if settings.webhook_username is None:

@@ -36,7 +36,10 @@ class Forwarder:
             raise ValueError("forwarding needs RECEIVER_FORWARD_URL and RECEIVER_FORWARD_SECRET")
         self.services = services
         self.owner = owner or usecases.owner_id()
-        self.downstream = downstream or Downstream(str(url), str(secret), pool=concurrency)
+        previous = services.settings.forward_secret_previous
+        self.downstream = downstream or Downstream(
+            str(url), str(secret), pool=concurrency, previous=previous
+        )
         # A lease outlives any attempt (each ends at its deadline, and starts as soon as
         # it is claimed: there is a thread for every claim), so no other worker can
         # claim a message while it is on its way.
