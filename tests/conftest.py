@@ -103,7 +103,15 @@ def pg_engine() -> Iterator[sa.Engine]:
 
 def empty_tables(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for name in ("deliveries", "outbox", "attempts", "events", "instances", "revoked_sessions"):
+        for name in (
+            "deliveries",
+            "outbox",
+            "attempts",
+            "events",
+            "instances",
+            "revoked_sessions",
+            "idempotency_keys",
+        ):
             conn.execute(metadata.tables[name].delete())
         conn.execute(rate_limits.update().values(tat=0.0, failures=0, paused_until=None))
 

@@ -360,6 +360,7 @@ def test_sqlite_store_copies_into_postgres(tmp_path, pg_engine) -> None:  # type
         "attempts": 6,
         "rate_limits": 1,
         "revoked_sessions": 1,
+        "idempotency_keys": 0,
     }
     assert target.messages(status=None, limit=9) == [message]
     assert target.session_revoked("signed-out")

@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import Instance
-from receiver.store import attempts, events, inbox, instances, outbox, rate, sessions, stats
+from receiver.store import (
+    attempts,
+    events,
+    idempotency,
+    inbox,
+    instances,
+    outbox,
+    rate,
+    sessions,
+    stats,
+)
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
@@ -197,6 +207,19 @@ class Store:
                 conn, status=status, limit=limit, after=after, instance_id=instance_id
             )
 
+    # -- idempotency keys of journey starts ------------------------------------------------
+
+    def claim_key(self, key: str, body_hash: str, now: float) -> tuple[str, str | None] | None:
+        return self.db.transaction(lambda conn: idempotency.claim(conn, key, body_hash, now))
+
+    def complete_key(self, key: str, instance_id: str) -> None:
+        with self.db.write() as conn:
+            idempotency.complete(conn, key, instance_id)
+
+    def give_back_key(self, key: str) -> None:
+        with self.db.write() as conn:
+            idempotency.give_back(conn, key)
+
     # -- dashboard sessions -------------------------------------------------------------------
 
     def revoke_session(self, sid: str, until: float) -> None:
@@ -217,7 +240,8 @@ class Store:
         keeps a webhook waiting for the writer.
         """
         deleted = 0
-        for purge_batch in (inbox.purge, outbox.purge, attempts.purge, sessions.purge):
+        batches = (inbox.purge, outbox.purge, attempts.purge, sessions.purge, idempotency.purge)
+        for purge_batch in batches:
             while True:
                 with self.db.write() as conn:
                     batch = purge_batch(conn, before, PURGE_BATCH)

@@ -9,6 +9,7 @@ from receiver.store.schema import (
     attempts,
     deliveries,
     events,
+    idempotency_keys,
     instances,
     outbox,
     rate_limits,
@@ -25,7 +26,16 @@ def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str
     with target.write() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar():
             raise ValueError("the target store already has instances")
-        tables = (instances, deliveries, events, outbox, attempts, rate_limits, revoked_sessions)
+        tables = (
+            instances,
+            deliveries,
+            events,
+            outbox,
+            attempts,
+            rate_limits,
+            revoked_sessions,
+            idempotency_keys,
+        )
         for table in tables:
             conn.execute(table.delete())
             key = next(iter(table.primary_key.columns))

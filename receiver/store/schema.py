@@ -2,7 +2,7 @@
 
 Instances, the inbox of webhook deliveries, the event log, the outbox of messages to
 the application, each fetch and forward attempt (an instance's timeline), the shared
-fetch rate, and the dashboard sessions signed out.
+fetch rate, the dashboard sessions signed out, and the journey starts' idempotency keys.
 """
 
 from __future__ import annotations
@@ -151,4 +151,15 @@ revoked_sessions = sa.Table(
     metadata,
     sa.Column("sid", sa.String(64), primary_key=True),
     sa.Column("until", sa.Float, nullable=False),  # the session's own end: kept until then
+)
+
+# POST /api/v1/journeys with an Idempotency-Key: the first request's body (hashed) and
+# the instance it started, so a retry answers that instance instead of a second journey.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("instance_id", sa.String(128)),  # NULL while the first request is under way
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
 )

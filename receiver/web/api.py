@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import logging
 import math
 from typing import Any
@@ -11,7 +13,7 @@ from flask import Blueprint, request
 
 from receiver import notify, usecases
 from receiver.domain.model import INSTANCE_ID
-from receiver.errors import GbgAuthError, GbgRejected, GbgUnavailable, Problem, Throttled
+from receiver.errors import GbgAuthError, GbgError, GbgRejected, Problem, Throttled
 from receiver.shapes import (
     delivery_json,
     event_json,
@@ -59,29 +61,61 @@ def register() -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/journeys")
-def start_journey() -> tuple[dict[str, Any], int]:
-    """Start a journey at GBG with the server's token, and register its instance."""
+def start_journey() -> Any:
+    """Start a journey at GBG with the server's token, and register its instance; with an
+    Idempotency-Key, a retry within a day answers the first start's instance."""
     payload = parse_object(read_body(), nul=True)  # only the reference is kept
     resource_id, journey_context = payload.get("resourceId"), payload.get("context", {})
     if not isinstance(resource_id, str) or not 0 < len(resource_id) <= 256:
         raise Problem(422, "Invalid resourceId", "resourceId: a string of 1-256 characters")
     if not isinstance(journey_context, dict):
         raise Problem(422, "Invalid context", "context: a JSON object")
+    reference = _reference(payload)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1-255 printable characters")
     services = context.services()
     if services.gbg is None:
         raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
+    if key is not None and (replayed := _replay(key, payload)) is not None:
+        return replayed
     try:
-        decision = usecases.start_journey(
-            services, resource_id, journey_context, _reference(payload)
-        )
-    except GbgRejected as exc:
-        raise Problem(400, "GBG refused the journey", f"GBG answered {exc.status}") from None
-    except GbgAuthError:
-        raise Problem(502, "GBG refused our credentials", "see the server's log") from None
-    except GbgUnavailable as exc:
-        wait = {"Retry-After": str(math.ceil(exc.retry_after or 5))}
-        raise Problem(503, "GBG unavailable", "no journey was started", wait) from None
+        decision = usecases.start_journey(services, resource_id, journey_context, reference)
+    except BaseException as exc:
+        if key is not None:  # nothing was started: a retry with the key may try again
+            services.store.give_back_key(key)
+        if isinstance(exc, GbgError):
+            raise _start_failed(exc) from None
+        raise
+    if key is not None:
+        services.store.complete_key(key, decision.instance.instance_id)
     return instance_json(decision.instance), 201
+
+
+def _replay(key: str, payload: dict[str, Any]) -> Any:
+    """Claim ``key`` for this start (None), or answer what its first request started."""
+    services = context.services()
+    body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    held = services.store.claim_key(key, body_hash, services.clock())
+    if held is None:
+        return None
+    first_hash, instance_id = held
+    if not hmac.compare_digest(first_hash, body_hash):
+        raise Problem(422, "Idempotency-Key reused", "this key came with another body today")
+    if instance_id is None:
+        under_way = "the first request with this key is not done yet"
+        raise Problem(409, "Request under way", under_way, {"Retry-After": "1"})
+    return instance_json(reads.known(instance_id)), 201, {"Idempotent-Replayed": "true"}
+
+
+def _start_failed(exc: GbgError) -> Problem:
+    """GBG's failure to start a journey, as the application's problem."""
+    if isinstance(exc, GbgRejected):
+        return Problem(400, "GBG refused the journey", f"GBG answered {exc.status}")
+    if isinstance(exc, GbgAuthError):
+        return Problem(502, "GBG refused our credentials", "see the server's log")
+    wait = {"Retry-After": str(math.ceil(getattr(exc, "retry_after", None) or 5))}
+    return Problem(503, "GBG unavailable", "no journey was started", wait)
 
 
 @bp.get("/instances/<instance_id>")
