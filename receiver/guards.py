@@ -66,7 +66,7 @@ def not_whsec(secret: str) -> str | None:
 
 def loopback(url: str) -> bool:
     """Whether ``url``'s host is this machine."""
-    return _loopback_host(urllib.parse.urlsplit(url).hostname or "")
+    return loopback_host(urllib.parse.urlsplit(url).hostname or "")
 
 
 def loopback_bind(bind: str) -> bool:
@@ -74,10 +74,11 @@ def loopback_bind(bind: str) -> bool:
     this machine."""
     if bind.startswith("unix:"):
         return True
-    return _loopback_host(bind.rpartition(":")[0].strip("[]"))
+    return loopback_host(bind.rpartition(":")[0].strip("[]"))
 
 
-def _loopback_host(host: str) -> bool:
+def loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine."""
     if host == "localhost":
         return True
     try:

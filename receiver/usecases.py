@@ -36,6 +36,7 @@ from receiver.errors import GbgError, StoreUnavailable
 from receiver.services import Services
 from receiver.shapes import message_json
 from receiver.store import Store, attempts, events, inbox, instances, outbox
+from receiver.store.engine import cause
 from receiver.store.inbox import Delivery
 
 log = logging.getLogger("receiver.usecases")
@@ -93,8 +94,7 @@ def _fold_alone(services: Services, delivery_id: int) -> int:
     except StoreUnavailable:
         raise
     except Exception as exc:  # this delivery's own fault: counted, in time set aside
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        aside = services.store.fold_failed(delivery_id, reason, services.clock(), FOLD_TRIES)
+        aside = services.store.fold_failed(delivery_id, cause(exc), services.clock(), FOLD_TRIES)
         log.error(
             "inbox.fold_failed",
             extra={"delivery_id": delivery_id, "error": type(exc).__name__, "quarantined": aside},

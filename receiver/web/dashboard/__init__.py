@@ -6,7 +6,6 @@ For internal networks: nginx's site restricts /dashboard like /metrics (see depl
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from typing import Any
@@ -27,6 +26,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from receiver import notify, usecases
 from receiver.errors import GbgError, Problem, Superseded, Throttled
+from receiver.guards import loopback_host
 from receiver.shapes import (
     DECIDED_BY,
     delivery_json,
@@ -99,7 +99,7 @@ filters.register(bp)
 @bp.route("/signin", methods=["GET", "POST"])
 def sign_in() -> Any:
     target = _safe_next(request.values.get("next"))
-    if not request.is_secure and not _this_machine(request.remote_addr):
+    if not request.is_secure and not loopback_host(request.remote_addr or ""):
         # The browser would drop the Secure cookie: say why, never a bare 400 after.
         return render_template("dashboard/signin.html", next=target, plain_http=True), 403
     if request.method == "POST":
@@ -151,12 +151,13 @@ def instance(instance_id: str) -> str:
     services = context.services()
     found = reads.known(instance_id)
     messages = services.store.messages(status=None, limit=reads.MAX_PAGE, instance_id=instance_id)
-    latest = services.store.deliveries_for(instance_id, limit=DELIVERIES_SHOWN + 1, newest=True)
+    history = services.store.history(instance_id)  # the timeline, and the latest deliveries
+    latest = history["deliveries"]
     return render_template(
         "dashboard/instance.html",
         i=found,
         steps=steps(found.state),
-        timeline=timeline_json(found, services.store.history(instance_id)),
+        timeline=timeline_json(found, history),
         decided_by=DECIDED_BY,
         deliveries=[delivery_json(d) for d in latest[-DELIVERIES_SHOWN:]],
         earlier=len(latest) > DELIVERIES_SHOWN,
@@ -241,13 +242,6 @@ def refold(delivery_id: int) -> Redirect:
     else:
         flash(f"Delivery {delivery_id} is not set aside.", "error")
     return redirect(url_for("dashboard.home"), 303)
-
-
-def _this_machine(address: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(address or "").is_loopback
-    except ValueError:
-        return False
 
 
 def _cursor() -> dict[str, str]:
