@@ -315,3 +315,34 @@ def test_ctrl_c_stops_serve_at_once_with_browser_connections_open(
     assert stopped_in < 5, f"serve took {stopped_in:.1f} s to stop"
     errors = [line for line in serve.log.read_text().splitlines() if '"level": "error"' in line]
     assert errors == []
+
+
+BOOTING_WORKER = """
+import os, queue, signal, weakref
+from gunicorn.config import Config
+from receiver.web import gunicorn_conf
+
+worker = gunicorn_conf.Worker(1, os.getppid(), [], None, 30, Config(), None)
+worker.PIPE, worker._fresh = os.pipe(), weakref.WeakSet()
+os.set_blocking(worker.PIPE[1], False)
+worker.method_queue.init()
+worker.master_signals = queue.SimpleQueue()
+worker.master_signals.put_nowait(signal.SIGTERM)  # what the master's copied handler did
+worker.init_signals()
+print("stopping" if not worker.alive else "serving on")
+"""
+
+
+def test_a_stop_sent_while_a_worker_boots_is_heard(tmp_path: Path) -> None:
+    """A worker that met the master's TERM before its own handlers were set (the master
+    stops while it respawns one) stops, instead of keeping the master waiting out
+    graceful_timeout and being killed."""
+    done = subprocess.run(
+        [sys.executable, "-c", BOOTING_WORKER],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "stopping"), done.stderr

@@ -6,8 +6,10 @@ Loaded by ``gbg-receiver web`` as ``gunicorn -c python:receiver.web.gunicorn_con
 import contextlib
 import logging
 import os
+import queue
 import select
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -52,6 +54,10 @@ def on_starting(server: Any) -> None:
     metrics.prepare(_metrics_dir)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    worker.master_signals = server.SIG_QUEUE  # this process's copy: see Worker.init_signals
+
+
 def child_exit(server: Any, worker: Any) -> None:
     metrics.worker_exited(_metrics_dir, worker.pid)
 
@@ -75,6 +81,20 @@ class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
         if not conn.initialized:
             self._fresh.add(conn)
         super().enqueue_req(conn)
+
+    def init_signals(self) -> None:
+        """Until its own handlers are set, a booting worker answers signals with the
+        master's handler that fork copied, which only queues them in this process's copy
+        of the master: a stop sent then was lost, and the master waited out
+        graceful_timeout before SIGKILL. Such a stop is sent again, now to be heard."""
+        super().init_signals()
+        early: set[int] = set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                early.add(self.master_signals.get_nowait())
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            if sig in early:
+                os.kill(os.getpid(), sig)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
