@@ -73,6 +73,8 @@ class Settings:
     log_format: str = "json"
     retention_days: float = 30.0
     metrics_dir: str | None = None
+    # /readyz is not ready once no worker has been seen for this long (0: never).
+    worker_stale_after: float = 60.0
     # Downstream notifications: each status change, signed, to the application.
     forward_url: str | None = None
     forward_secret: str | None = None
@@ -156,7 +158,13 @@ class Settings:
             "GBG_CLIENT_ID",
             "is required when RECEIVER_GBG_USERNAME is set",
         )
-        for var in ("webhook_timeout", "confirm_delay", "poll_error_backoff", "instance_ttl"):
+        for var in (
+            "webhook_timeout",
+            "confirm_delay",
+            "poll_error_backoff",
+            "instance_ttl",
+            "worker_stale_after",
+        ):
             need(getattr(self, var) >= 0, var.upper(), "must be >= 0")
         for var in (
             "poll_interval",

@@ -4,10 +4,15 @@ Without ROLE it reads the role from the container's first process (``gbg-receive
 and so on). web: ``/readyz`` answers 200. poller: the worker's scheduler touched its
 heartbeat file within HEARTBEAT_STALE seconds. serve: both. Anything else (``migrate``)
 runs once and has nothing to watch.
+
+The file lives in the runtime directory systemd gives the unit ($RUNTIME_DIRECTORY),
+else in the temporary directory (the container's own).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import tempfile
 import time
@@ -16,9 +21,26 @@ from pathlib import Path
 
 from receiver.config import Settings
 
-HEARTBEAT = Path(tempfile.gettempdir()) / "gbg-receiver-worker.heartbeat"
-HEARTBEAT_EVERY = 5.0  # seconds between the worker's touches
-HEARTBEAT_STALE = 30.0  # seconds without one before the worker counts as stuck
+HEARTBEAT = (
+    Path(os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir())
+    / "gbg-receiver-worker.heartbeat"
+)
+HEARTBEAT_STALE = 30.0  # seconds without a touch before the worker counts as stuck
+log = logging.getLogger("receiver.worker")
+_unwritable: list[str] = []  # said once per process, not at every heartbeat
+
+
+def touch() -> None:
+    """Touch the heartbeat file; a file that cannot be written is said once."""
+    try:
+        HEARTBEAT.touch()
+    except OSError as exc:
+        if not _unwritable:
+            _unwritable.append(str(HEARTBEAT))
+            log.warning(
+                "worker.heartbeat_file_unwritable",
+                extra={"path": str(HEARTBEAT), "error": exc.strerror},
+            )
 
 
 def healthy(role: str) -> bool:

@@ -166,6 +166,11 @@ _GAUGES = (
         "inbox_oldest_age",
     ),
     (
+        "gbg_receiver_worker_heartbeat_age_seconds",
+        "Since the newest heartbeat of any worker, on any host (+Inf: no worker ever ran)",
+        "worker_seen_age",
+    ),
+    (
         "gbg_receiver_inbox_quarantined",
         "Webhook deliveries set aside because they could not be folded (see the API)",
         "inbox_quarantined",

@@ -111,6 +111,7 @@ def empty_tables(engine: sa.Engine) -> None:
             "instances",
             "revoked_sessions",
             "idempotency_keys",
+            "workers",
         ):
             conn.execute(metadata.tables[name].delete())
         conn.execute(rate_limits.update().values(tat=0.0, failures=0, paused_until=None))

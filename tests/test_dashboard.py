@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from receiver import usecases
+from receiver import liveness, usecases
 from receiver.domain.model import Fetched, GbgState, TtlPassed, WebhookReceived
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
@@ -232,6 +232,7 @@ def test_the_overview_counts_what_the_store_holds(
     usecases.observe(services, Fetched("o-0", GbgState("completed", "Completed")), clock())
     usecases.observe(services, TtlPassed("o-1"), clock() + 10 * 86400)
     failed_forward(services, "o-0")
+    liveness.beat(services, "host:1:aaaa")  # a worker runs: no warning for want of one
     sign_in(client)
     html = page(client, "/dashboard/")
     assert figure(html, "in_progress") == "1"

@@ -66,6 +66,7 @@ FORBIDDEN = {
     # The other use-case modules, and the HTTP adapters below them.
     "receiver.fetching": ("receiver.web", "receiver.workers", "receiver.cli", "flask"),
     "receiver.notify": ("receiver.web", "receiver.workers", "receiver.cli", "flask"),
+    "receiver.liveness": ("receiver.web", "receiver.workers", "receiver.cli", "flask"),
     "receiver.downstream": ("receiver.store", "receiver.usecases", "receiver.web", "flask"),
     "receiver.httpread": ("receiver.store", "receiver.usecases", "receiver.web", "flask"),
     "receiver.guards": ("receiver.store", "receiver.web", "requests", "flask", "sqlalchemy"),

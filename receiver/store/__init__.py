@@ -4,7 +4,7 @@ Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialec
 transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
 ``events`` (the status-change log), ``outbox`` (messages to the application), ``rate``
 (the shared fetch rate), ``attempts`` (fetches and forwards, for timelines), ``sessions``
-(dashboard sign-outs), ``stats`` and ``copy``.
+(dashboard sign-outs), ``workers`` (heartbeats), ``stats`` and ``copy``.
 ``Store`` runs each single-step operation in its own transaction; a use case that must
 lock, decide and save in one transaction calls ``transaction`` with the adapter
 functions instead.
@@ -28,6 +28,7 @@ from receiver.store import (
     rate,
     sessions,
     stats,
+    workers,
 )
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
@@ -230,6 +231,16 @@ class Store:
         with self.db.read() as conn:
             return sessions.revoked(conn, sid)
 
+    # -- the workers' heartbeats -------------------------------------------------------------
+
+    def heartbeat(self, owner: str, now: float, *, stopped: bool = False) -> None:
+        with self.db.write() as conn:
+            workers.beat(conn, owner, now, stopped=stopped)
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return workers.seen(conn)
+
     # -- retention and erasure -------------------------------------------------------------
 
     def purge(self, before: float) -> tuple[int, int]:
@@ -240,7 +251,14 @@ class Store:
         keeps a webhook waiting for the writer.
         """
         deleted = 0
-        batches = (inbox.purge, outbox.purge, attempts.purge, sessions.purge, idempotency.purge)
+        batches = (
+            inbox.purge,
+            outbox.purge,
+            attempts.purge,
+            sessions.purge,
+            idempotency.purge,
+            workers.purge,
+        )
         for purge_batch in batches:
             while True:
                 with self.db.write() as conn:

@@ -20,7 +20,8 @@ from receiver.store.schema import (
 def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str, int]:
     """Copy every row of ``source`` into the empty ``target`` (SQLite -> PostgreSQL).
 
-    Keys are kept, so event ``seq`` values and delivery ids stay what readers saw.
+    Keys are kept, so event ``seq`` values and delivery ids stay what readers saw. The
+    workers' heartbeats stay behind: they were the old store's processes.
     """
     copied: dict[str, int] = {}
     with target.write() as conn:

@@ -2,7 +2,8 @@
 
 Instances, the inbox of webhook deliveries, the event log, the outbox of messages to
 the application, each fetch and forward attempt (an instance's timeline), the shared
-fetch rate, the dashboard sessions signed out, and the journey starts' idempotency keys.
+fetch rate, the dashboard sessions signed out, the journey starts' idempotency keys and
+the workers' heartbeats.
 """
 
 from __future__ import annotations
@@ -162,4 +163,15 @@ idempotency_keys = sa.Table(
     sa.Column("body_hash", sa.String(64), nullable=False),
     sa.Column("instance_id", sa.String(128)),  # NULL while the first request is under way
     sa.Column("created_at", sa.Float, nullable=False, index=True),
+)
+
+# Every worker process's heartbeat, from any host: what /readyz, /metrics and the
+# dashboard say about the workers (a stopped worker keeps its row until retention).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),  # host:pid:start, as leases name it
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("stopped_at", sa.Float),  # a clean stop; NULL while it runs (or if it died)
 )

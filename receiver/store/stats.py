@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from receiver.domain.model import IN_PROGRESS
-from receiver.store import events, inbox, outbox
+from receiver.store import events, inbox, outbox, workers
 from receiver.store.schema import FETCH_BUCKET, instances, rate_limits
 
 
@@ -43,6 +44,7 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         ).all()
     )
     waiting, oldest_delivery = inbox.depth(conn)
+    beat = workers.newest(conn)
     messages, oldest_message = outbox.depth(conn)
     return {
         "by_status": by_status,
@@ -59,6 +61,7 @@ def snapshot(conn: Connection, now: float) -> dict[str, Any]:
         "outbox_pending": messages[outbox.PENDING],
         "outbox_failed": messages[outbox.FAILED],
         "outbox_oldest_age": _age(now, oldest_message),
+        "worker_seen_age": _age(now, beat) if beat is not None else math.inf,
     }
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, redirect
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from receiver.web import context
+from receiver import liveness
+from receiver.store.engine import cause
+from receiver.web import context, problems
 
 log = logging.getLogger("receiver.health")
 health = Blueprint("health", __name__)
@@ -39,10 +42,15 @@ def metrics() -> Response:
 
 
 @health.get("/readyz")
-def readyz() -> tuple[dict[str, str], int]:
+def readyz() -> Response | tuple[dict[str, Any], int]:
+    """Ready: the store answers, and a worker was seen lately (or none ever ran)."""
     try:
-        context.services().store.ping()
-    except Exception:  # readiness answers for any failure of the store, whatever its kind
-        log.warning("readyz.store_down")
-        return {"status": "store unavailable"}, 503
-    return {"status": "ready"}, 200
+        seen = liveness.read(context.services())
+    except Exception as exc:  # readiness answers for any failure of the store, whatever its kind
+        log.warning("readyz.store_down", extra={"error": cause(exc)})
+        detail = "the store did not answer (its cause is logged as readyz.store_down)"
+        retry = {"Retry-After": problems.STORE_RETRY_AFTER}
+        return problems.problem(503, "Store unavailable", detail, retry)
+    if seen.problem:
+        return problems.problem(503, "No worker seen", seen.problem, workers=seen.report())
+    return {"status": "ready", "workers": seen.report()}, 200

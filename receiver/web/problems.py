@@ -22,12 +22,17 @@ def register(app: Flask) -> None:
 
 
 def problem(
-    status: int, title: str, detail: str = "", headers: dict[str, str] | None = None
+    status: int,
+    title: str,
+    detail: str = "",
+    headers: dict[str, str] | None = None,
+    **members: Any,
 ) -> Response:
-    """An RFC 9457 application/problem+json response."""
+    """An RFC 9457 application/problem+json response; ``members``: its extensions."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
+    body.update(members)
     response = jsonify(body)
     response.status_code = status
     response.mimetype = "application/problem+json"

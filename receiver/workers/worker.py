@@ -3,8 +3,9 @@
 Jobs: fold the inbox (every ``FOLD_TICK``, and again at once while batches come full),
 send due outbox messages to the application (when RECEIVER_FORWARD_URL is set), poll due
 instances (``Poller.drain`` every tick), renew the leases of the fetches under
-way, expire instances past their TTL, purge what is past retention, and touch the
-heartbeat file the container's health check reads. Any number of workers may run at once.
+way, expire instances past their TTL, purge what is past retention, and write the
+heartbeat: to the store, for every host's /readyz, and to the file the container's
+health check reads. Any number of workers may run at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from receiver import healthcheck, usecases
+from receiver import healthcheck, liveness, usecases
 from receiver.errors import StoreUnavailable
 from receiver.services import Services
 from receiver.workers.forwarder import Forwarder
@@ -58,7 +59,7 @@ def run(services: Services, *, tick: float = TICK) -> None:
         (lambda: usecases.expire(services, services.clock()), EXPIRE_EVERY),
         (lambda: usecases.purge(services), 3600.0),
         (poller.renew, services.settings.poll_lease / 3),
-        (healthcheck.HEARTBEAT.touch, healthcheck.HEARTBEAT_EVERY),
+        (lambda: beat(services, poller.owner), liveness.EVERY),
     ]
     if forwarder is not None:
         jobs.append((forwarder.drain, FORWARD_TICK))
@@ -81,7 +82,15 @@ def run(services: Services, *, tick: float = TICK) -> None:
     released = poller.close()  # fetches in flight finish and fold their results in
     if forwarder is not None:
         released += forwarder.close()
+    _logged(lambda: liveness.beat(services, poller.owner, stopped=True))()
     log.info("poller.stopped", extra={"owner": poller.owner, "released": released})
+
+
+def beat(services: Services, owner: str) -> None:
+    """The heartbeat: the file first, so the container's check sees the process even
+    while the store is down (which every host's /readyz reports by itself)."""
+    healthcheck.touch()
+    liveness.beat(services, owner)
 
 
 def _logged(job: Callable[[], object]) -> Callable[[], None]:

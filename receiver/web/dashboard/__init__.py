@@ -24,7 +24,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
-from receiver import notify, usecases
+from receiver import liveness, notify, usecases
 from receiver.errors import GbgError, Problem, Superseded, Throttled
 from receiver.guards import loopback_host
 from receiver.shapes import (
@@ -127,6 +127,7 @@ def home() -> str:
         "dashboard/overview.html",
         snap=services.store.snapshot(now),
         quarantined=services.store.quarantined(limit=PAGE),
+        seen=liveness.read(services),
         endings=endings,
         chart=endings.chart(),
         refresh=REFRESH,
