@@ -31,6 +31,8 @@ from receiver.web import create_app
 if TYPE_CHECKING:
     from tests.processes import Proc
 
+pytest_plugins = ["tests.proxy"]  # the nginx fixture
+
 PG_URL = os.environ.get("RECEIVER_TEST_DATABASE_URL")
 WEBHOOK_USER = "gbg-hook"
 WEBHOOK_PASS = "hook-pass-5e1f-b27c-90ad-41f3"  # secrets of ours: 24 characters at least
