@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,11 +17,12 @@ from typing import Any
 import pytest
 
 from receiver.store import Store
-from tests.processes import HOOK, Proc
+from tests.processes import HOOK, Proc, base_env, call, run, start_web
 from tests.proxy import through_nginx
 
 pytestmark = pytest.mark.live
 
+PACKAGE = Path(__file__).resolve().parents[1] / "receiver"
 SENDERS = [f"127.0.1.{n}" for n in range(1, 101)]  # each under the proxy's per-client limit
 
 
@@ -106,3 +108,37 @@ def test_the_guides_upgrade_under_load_refuses_nothing(
         f"upgrade under load: {len(answers)} webhooks through nginx during 2 web reloads "
         f"(HUP) and a worker restart -> {statuses[202]} x 202, 0 refused; all folded"
     )
+
+
+def test_a_reload_serves_the_release_installed_since_start(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """After `pip install` of a new release, HUP must bring up workers on the new code
+    throughout: the master imported part of the package at start, and workers forked
+    from it kept that old part, mixing two releases (here: an ImportError at boot)."""
+    src = tmp_path / "src"
+    shutil.copytree(PACKAGE, src / "receiver", ignore=shutil.ignore_patterns("__pycache__"))
+    env = base_env(tmp_path)
+    assert run(["migrate"], env).returncode == 0
+    web, base = start_web(env, tmp_path / "web.log", procs, cwd=src)
+    assert call("GET", f"{base}/healthz") == (200, {"status": "ok"})
+
+    # The next release: a name the master's copy of receiver.config does not have.
+    with (src / "receiver" / "config.py").open("a") as config:
+        config.write('\nRELEASE = "next"\n')
+    health = src / "receiver" / "web" / "health.py"
+    health.write_text(
+        health.read_text().replace(
+            'return {"status": "ok"}',
+            "from receiver.config import RELEASE\n\n"
+            '    return {"status": "ok", "release": RELEASE}',
+        )
+    )
+    os.kill(web.popen.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while (answer := call("GET", f"{base}/healthz"))[1] == {"status": "ok"}:
+        assert web.popen.poll() is None, web.log.read_text()
+        assert time.monotonic() < deadline, web.log.read_text()
+        time.sleep(0.1)
+    assert answer == (200, {"status": "ok", "release": "next"})
+    assert "Worker failed to boot" not in web.log.read_text()

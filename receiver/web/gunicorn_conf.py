@@ -54,6 +54,16 @@ def on_starting(server: Any) -> None:
     metrics.prepare(_metrics_dir)
 
 
+def on_reload(server: Any) -> None:
+    """HUP (the guide's upgrade): the workers about to be forked must import the code now
+    installed, not inherit the master's copy of the modules this file and gunicorn
+    loaded at start, which would mix two releases in one process. This module stays:
+    it is the master's configuration."""
+    for name in [n for n in sys.modules if n == "receiver" or n.startswith("receiver.")]:
+        if name != __name__:
+            del sys.modules[name]
+
+
 def post_fork(server: Any, worker: Any) -> None:
     worker.master_signals = server.SIG_QUEUE  # this process's copy: see Worker.init_signals
 
