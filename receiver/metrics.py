@@ -3,7 +3,8 @@
 Counters and histograms are kept by every process in prometheus-client's multiprocess
 files (RECEIVER_METRICS_DIR, shared by the web workers and the poller on one host) and
 summed at scrape time. Gauges about the instances are read from the store when
-scraped, so they are right whatever the number and placement of processes.
+scraped, so they are right whatever the number and placement of processes; when the
+store does not answer, ``gbg_receiver_store_up`` says so and the counters still come.
 
 prometheus-client picks its storage when first imported, so ``start()`` sets
 PROMETHEUS_MULTIPROC_DIR and only then imports it.
@@ -11,10 +12,13 @@ PROMETHEUS_MULTIPROC_DIR and only then imports it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from receiver.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from receiver.store import Store
@@ -23,6 +27,7 @@ _FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _FORWARD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, 36000.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _HOST = socket.gethostname()  # asked once: prometheus-client asks for the id at every count
+log = logging.getLogger("receiver.metrics")
 
 
 class Metrics:
@@ -183,7 +188,21 @@ def _store_registry(store: Store, now: float) -> Any:
 
     class StoreCollector:
         def collect(self) -> Any:
-            facts = store.snapshot(now)
+            # The store down is a figure too: the processes' own counters (503s among
+            # them) are still served, so the scrape itself does not fail with it.
+            try:
+                facts = store.snapshot(now)
+            except StoreUnavailable as exc:
+                log.warning("metrics.store_unavailable", extra={"error": str(exc)})
+                facts = None
+            yield GaugeMetricFamily(
+                "gbg_receiver_store_up",
+                "1 when the store answered this scrape, 0 when it did not (the gauges "
+                "read from it are then left out)",
+                value=int(facts is not None),
+            )
+            if facts is None:
+                return
             by_status = GaugeMetricFamily(
                 "gbg_receiver_instances", "Instances by status", labels=["status"]
             )

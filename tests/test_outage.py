@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,8 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         time.sleep(0.5)
         assert call("GET", f"{base}/readyz")[0] == 503
         call_during = post_webhook(base, "late-1")  # its webhook cannot be stored now
+        # The scrape itself still works, and says the store is down.
+        assert "\ngbg_receiver_store_up 0.0\n" in scrape(base)
         time.sleep(4)
         restored = time.monotonic()
         proxy.restore()
@@ -90,6 +93,7 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
     back = min(a[0] for a in answers if a[0] >= restored and a[2] == 202) - restored
     assert back <= 2.0
     assert call("GET", f"{base}/readyz")[0] == 200
+    assert "\ngbg_receiver_store_up 1.0\n" in scrape(base)
     # GBG's retry after our 503, and the poller resumes without a restart.
     assert post_webhook(base, "late-1")[0] == 202
     deadline = time.monotonic() + 15
@@ -107,3 +111,8 @@ def test_store_outage_answers_503_and_recovers(  # type: ignore[no-untyped-def]
         f"Retry-After, {len(ok_during)} x 2xx; first 2xx {back:.2f} s after restore; "
         f"{len(accepted)} accepted, {len(accepted - stored)} lost; poller resumed unrestarted"
     )
+
+
+def scrape(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
+        return str(answer.read().decode())
