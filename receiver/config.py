@@ -19,6 +19,7 @@ from receiver.errors import ConfigError
 from receiver.guards import demo_values, loopback, not_whsec, weak_secret
 
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_HOST_PORT = re.compile(r"\[?[\w.:-]*\]?:\d{1,5}")
 REGIONS = {
     "eu": "https://eu.platform.go.gbgplc.com",
     "us": "https://us.platform.go.gbgplc.com",
@@ -73,6 +74,8 @@ class Settings:
     log_format: str = "json"
     retention_days: float = 30.0
     metrics_dir: str | None = None
+    # A worker serves /metrics here too (HOST:PORT), for a host that runs no web.
+    worker_metrics_bind: str | None = None
     # /readyz is not ready once no worker has been seen for this long (0: never).
     worker_stale_after: float = 60.0
     # Downstream notifications: each status change, signed, to the application.
@@ -117,6 +120,8 @@ class Settings:
             "must be a sqlite:/// or postgresql+psycopg:// URL",
         )
         need(":" in self.bind, "BIND", "must be HOST:PORT")  # or unix:PATH
+        scrape = self.worker_metrics_bind
+        need(not scrape or bool(_HOST_PORT.fullmatch(scrape)), "WORKER_METRICS_BIND", "HOST:PORT")
         need(self.gbg_api_version in ("v1", "v2"), "GBG_API_VERSION", "must be v1 or v2")
         need(self.gbg_region in REGIONS, "GBG_REGION", "must be " + ", ".join(REGIONS))
         for var, url in (

@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +82,31 @@ class Metrics:
             MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
         text = generate_latest(registry) + generate_latest(_store_registry(store, now))
         return text, CONTENT_TYPE_LATEST
+
+    def serve(self, store: Store, clock: Callable[[], float], bind: str) -> ThreadingHTTPServer:
+        """Serve ``GET /metrics`` on ``bind`` (HOST:PORT) from a thread: a worker's own
+        scrape, for a host that runs no web. Shut it down with ``shutdown()``."""
+        render = self.render
+
+        class Scrape(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                text, content_type = render(store, clock())
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args: Any) -> None:
+                pass  # a scrape every 15 s is not worth a line
+
+        host, _, port = bind.rpartition(":")
+        server = ThreadingHTTPServer((host.strip("[]"), int(port)), Scrape)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        return server
 
 
 _metrics: Metrics | None = None

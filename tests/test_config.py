@@ -84,6 +84,8 @@ def test_every_bad_variable_is_named_in_one_error() -> None:
         ({"RECEIVER_GBG_CLIENT_ID": "id"}, "RECEIVER_GBG_CLIENT_SECRET"),
         ({"RECEIVER_GBG_USERNAME": "user"}, "RECEIVER_GBG_PASSWORD"),
         ({"RECEIVER_API_TOKENS": " , "}, "RECEIVER_API_TOKENS"),
+        ({"RECEIVER_WORKER_METRICS_BIND": "9100"}, "RECEIVER_WORKER_METRICS_BIND"),
+        ({"RECEIVER_WORKER_STALE_AFTER": "-1"}, "RECEIVER_WORKER_STALE_AFTER"),
     ],
 )
 def test_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:

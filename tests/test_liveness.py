@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from receiver import liveness
 from receiver.services import Services
 from receiver.web import create_app
 from tests.conftest import FakeClock, with_settings
-from tests.processes import Proc, base_env, call, run, start_web
+from tests.processes import Proc, base_env, call, free_port, run, start_web
 from tests.test_dashboard import figure, page, sign_in
 
 
@@ -125,9 +127,11 @@ def test_a_real_worker_is_seen_from_the_web_and_its_stop_makes_it_unready(
 ) -> None:
     """`web` and `poller` as two processes on one store (as on two hosts): the web lists
     the worker; once it stops and the bound passes, the web is not ready, and says why.
-    The container's heartbeat file goes to systemd's RuntimeDirectory when one is given."""
+    The container's heartbeat file goes to systemd's RuntimeDirectory when one is given;
+    the worker serves its own /metrics where RECEIVER_WORKER_METRICS_BIND says."""
     runtime = tmp_path / "run"
     runtime.mkdir()
+    scrape = f"127.0.0.1:{free_port()}"
     env = base_env(
         tmp_path,
         RECEIVER_GBG_BASE_URL="http://127.0.0.1:9",
@@ -136,6 +140,7 @@ def test_a_real_worker_is_seen_from_the_web_and_its_stop_makes_it_unready(
         RECEIVER_GBG_CLIENT_SECRET="sim-secret",
         RECEIVER_WORKER_STALE_AFTER="2",
         RUNTIME_DIRECTORY=str(runtime),
+        RECEIVER_WORKER_METRICS_BIND=scrape,
     )
     assert run(["migrate"], env).returncode == 0
     _, base = start_web(env, tmp_path / "web.log", procs)
@@ -150,6 +155,13 @@ def test_a_real_worker_is_seen_from_the_web_and_its_stop_makes_it_unready(
     assert seen["state"] == "running"
     assert seen["worker"].split(":")[1] == str(worker.popen.pid)
     assert (runtime / "gbg-receiver-worker.heartbeat").exists()
+    # The worker's own scrape, for a host without a web: the same figures.
+    with urllib.request.urlopen(f"http://{scrape}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    assert "\ngbg_receiver_store_up 1.0\n" in text
+    assert "gbg_receiver_worker_heartbeat_age_seconds " in text
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(f"http://{scrape}/other", timeout=10)
 
     assert worker.stop() == 0
     [seen] = call("GET", f"{base}/readyz")[1]["workers"]

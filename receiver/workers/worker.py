@@ -74,11 +74,15 @@ def run(services: Services, *, tick: float = TICK) -> None:
         )
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    scrape = services.settings.worker_metrics_bind
+    server = services.metrics.serve(services.store, services.clock, scrape) if scrape else None
     log.info(
         "poller.started",
         extra={"owner": poller.owner, "concurrency": services.settings.poll_concurrency},
     )
     scheduler.start()
+    if server is not None:
+        server.shutdown()
     released = poller.close()  # fetches in flight finish and fold their results in
     if forwarder is not None:
         released += forwarder.close()
