@@ -225,11 +225,6 @@ class Settings:
                 var,
                 f"needs {current_name} (the new value)",
             )
-        for var, values in self._our_secrets.items():
-            for value in values:
-                if value is not None and (weakness := weak_secret(value)):
-                    need(False, var, weakness)
-                    break
         return out
 
     @property
@@ -246,9 +241,11 @@ class Settings:
     def check_web(self) -> None:
         """Raise ConfigError unless the webhook can be served as configured.
 
-        Only the web role needs webhook credentials: commands that touch the store alone
-        run with nothing but RECEIVER_DATABASE_URL. Without authentication anyone could
-        make up ids that each cost ~30 fetches: that is for demos, with GBG on loopback.
+        Only the web role needs webhook credentials, and only it checks them (and the API
+        tokens) for strength: commands that touch the store alone, and workers, run with
+        nothing but their own settings, whatever the env file holds for the web. Without
+        authentication anyone could make up ids that each cost ~30 fetches: that is for
+        demos, with GBG on loopback.
         """
         if self.webhook_auth == "none" and not loopback(self.gbg_url):
             raise ConfigError(
@@ -257,8 +254,14 @@ class Settings:
                     f"(RECEIVER_GBG_BASE_URL is {self.gbg_url}); set webhook credentials"
                 ]
             )
-        if refused := demo_values(self._our_secrets, self.gbg_url, self.bind):
-            raise ConfigError(refused)
+        weak = [
+            f"RECEIVER_{var}: {weakness}"
+            for var, values in self._our_secrets.items()
+            for weakness in [next(filter(None, map(weak_secret, filter(None, values))), None)]
+            if weakness
+        ]
+        if weak or (weak := demo_values(self._our_secrets, self.gbg_url, self.bind)):
+            raise ConfigError(weak)
         if self.webhook_auth == "required" and not self.webhook_credentials_set:
             raise ConfigError(
                 [

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from receiver.testing.simulator import Simulator
 from tests.processes import base_env, gbg_env, run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -294,5 +298,64 @@ def test_a_store_error_names_its_cause(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "the store is unavailable: OperationalError: connection" in refused.stderr
     assert "port 9 failed" in refused.stderr
+    (tmp_path / "receiver.db").touch()
     unmigrated = cli(base_env(tmp_path), "list")  # a store whose schema was never made
     assert "the store is unavailable: OperationalError: no such table" in unmigrated.stderr
+
+
+def test_an_operators_command_never_invents_a_store(tmp_path: Path) -> None:
+    """Run without the service's settings, `show` used to create ./var/receiver.db and
+    answer from it; now it says where it looked and how to point it at the service's."""
+    env = {k: v for k, v in base_env(tmp_path).items() if k != "RECEIVER_DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", "show", "demo-2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "RECEIVER_DATABASE_URL: there is no store at var/receiver.db" in done.stderr
+    assert "--env-file /etc/gbg-receiver/env" in done.stderr
+    assert not (tmp_path / "var").exists()
+
+
+def test_the_services_env_file_is_what_a_command_sees(tmp_path: Path) -> None:
+    """`--env-file` reads systemd's format; its values win over the shell's. A worker or
+    store command runs with the web's placeholders still in the file (deploy/env.example:
+    a host that runs only workers need not hold the web's secrets)."""
+    shipped = (ROOT / "deploy" / "env.example").read_text()
+    db = tmp_path / "service.db"
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        shipped.replace(
+            "RECEIVER_DATABASE_URL=sqlite:////var/lib/gbg-receiver/receiver.db",
+            f'RECEIVER_DATABASE_URL="sqlite:///{db}"',
+        ).replace("RECEIVER_METRICS_DIR=/run/gbg-receiver/metrics", "")
+        + "; a comment in systemd's other style\n"
+    )
+    shell = base_env(tmp_path, RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}")
+    assert cli(shell, "--env-file", str(env_file), "migrate").returncode == 0
+    assert db.exists()
+    assert not (tmp_path / "other.db").exists()
+    listed = cli(shell, "--env-file", str(env_file), "list", "--json")
+    assert (listed.returncode, listed.stdout) == (0, ""), listed.stderr
+    # The web does check them: it is the one they guard.
+    refused = cli(shell, "--env-file", str(env_file), "web")
+    assert refused.returncode == 1
+    assert "RECEIVER_WEBHOOK_PASSWORD: is a placeholder" in refused.stderr
+    (tmp_path / "bad").write_text("RECEIVER_LOG_FORMAT text\n")
+    bad = cli(shell, "--env-file", str(tmp_path / "bad"), "list")
+    assert "bad:1: not a KEY=VALUE line" in bad.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give the store to another user")
+def test_root_is_refused_a_sqlite_store_that_belongs_to_the_service(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    assert cli(env, "migrate").returncode == 0
+    os.chown(tmp_path / "receiver.db", 65534, 65534)  # the service's user, as installed
+    refused = cli(env, "list")
+    assert refused.returncode == 1
+    assert "belongs to uid 65534; run this command as that user" in refused.stderr
+    assert not (tmp_path / "receiver.db.writer-lock").exists()

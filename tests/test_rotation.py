@@ -101,5 +101,5 @@ FORWARD = {"RECEIVER_FORWARD_URL": "https://a.example", "RECEIVER_FORWARD_SECRET
 )
 def test_a_previous_value_is_checked_like_the_current_one(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError) as refused:
-        Settings.from_env(env)
+        Settings.from_env(env).check_web()
     assert [p.split(":")[0] for p in refused.value.problems] == ["RECEIVER_" + named]

@@ -36,8 +36,16 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gbg-receiver")
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read the service's environment file first (systemd's KEY=VALUE lines; its "
+    "values win), e.g. /etc/gbg-receiver/env.",
+)
+def main(env_file: str | None) -> None:
     """gbg-receiver: GBG GO webhooks plus a polling fallback, reconciled in one store."""
+    if env_file:
+        common.load_env_file(env_file)
 
 
 @main.command()
