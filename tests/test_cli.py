@@ -332,7 +332,7 @@ def test_the_services_env_file_is_what_a_command_sees(tmp_path: Path) -> None:
         shipped.replace(
             "RECEIVER_DATABASE_URL=sqlite:////var/lib/gbg-receiver/receiver.db",
             f'RECEIVER_DATABASE_URL="sqlite:///{db}"',
-        ).replace("RECEIVER_METRICS_DIR=/run/gbg-receiver/metrics", "")
+        ).replace("/run/gbg-receiver/metrics", str(tmp_path / "metrics"))
         + "; a comment in systemd's other style\n"
     )
     shell = base_env(tmp_path, RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}")
@@ -341,6 +341,7 @@ def test_the_services_env_file_is_what_a_command_sees(tmp_path: Path) -> None:
     assert not (tmp_path / "other.db").exists()
     listed = cli(shell, "--env-file", str(env_file), "list", "--json")
     assert (listed.returncode, listed.stdout) == (0, ""), listed.stderr
+    assert list((tmp_path / "metrics").glob("*")) == []  # a command counts nothing there
     # The web does check them: it is the one they guard.
     refused = cli(shell, "--env-file", str(env_file), "web")
     assert refused.returncode == 1

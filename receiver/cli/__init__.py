@@ -81,7 +81,7 @@ def poller() -> None:
     """Run the polling fallback (any number of pollers may run at once)."""
     from receiver.workers import worker
 
-    services = common.services()
+    services = common.services(counts=True)
     if services.gbg is None:
         raise click.ClickException(
             "RECEIVER_GBG_CLIENT_ID: the poller needs GBG credentials "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -81,13 +82,14 @@ def web_settings() -> Settings:
     return found
 
 
-def services(*, quiet: bool = False) -> Services:
+def services(*, quiet: bool = False, counts: bool = False) -> Services:
     """The services, logging on stderr; ``quiet`` (an operator's command, whose result is
-    its output): warnings and errors only."""
+    its output): warnings and errors only. Only a long-running process (``counts``, the
+    poller) counts into RECEIVER_METRICS_DIR: a command's files would pile up there."""
     found = settings()
     if quiet:
         existing_store(found)
     configure_logging(found)
     if quiet:
         logging.getLogger().setLevel(logging.WARNING)
-    return build_services(found)
+    return build_services(found if counts else replace(found, metrics_dir=None))
