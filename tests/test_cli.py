@@ -360,3 +360,25 @@ def test_root_is_refused_a_sqlite_store_that_belongs_to_the_service(tmp_path: Pa
     assert refused.returncode == 1
     assert "belongs to uid 65534; run this command as that user" in refused.stderr
     assert not (tmp_path / "receiver.db.writer-lock").exists()
+
+
+def test_a_sqlite_backup_restores_what_it_held(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    assert cli(env, "migrate").returncode == 0
+    assert cli(env, "register", "kept-1").returncode == 0
+    copy = tmp_path / "backup.db"
+    made = cli(env, "backup", str(copy))
+    assert made.returncode == 0, made.stderr
+    assert copy.stat().st_mode & 0o777 == 0o600  # no wider than the store itself
+    assert "a new file" in cli(env, "backup", "--help").stdout
+    assert "exists" in cli(env, "backup", str(copy)).stderr  # never over an older one
+    assert cli(env, "register", "after-1").returncode == 0
+    # The guide's restore: the service stopped, the copy in place of the store.
+    store = tmp_path / "receiver.db"
+    for extra in ("-wal", "-shm"):
+        Path(f"{store}{extra}").unlink(missing_ok=True)
+    store.write_bytes(copy.read_bytes())
+    assert cli(env, "show", "kept-1").returncode == 0
+    assert "no such instance" in cli(env, "show", "after-1").stderr
+    pg = base_env(tmp_path, RECEIVER_DATABASE_URL="postgresql+psycopg://u@127.0.0.1:9/x")
+    assert "back PostgreSQL up with pg_dump" in cli(pg, "backup", str(tmp_path / "x")).stderr

@@ -146,6 +146,20 @@ def copy_store(source_url: str) -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def backup(path: str) -> None:
+    """Copy the SQLite store, while it serves, to PATH (a new file, mode 0600).
+    PostgreSQL: pg_dump (deploy/README.md)."""
+    from receiver.store.copy import backup as backup_to
+
+    try:
+        size = backup_to(common.services(quiet=True).store.db, path)
+    except (ValueError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path}: {size} bytes")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=8001, type=int)
 @click.option("--client-id", default="sim-client")

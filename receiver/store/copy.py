@@ -1,6 +1,11 @@
-"""Copy a whole store into an empty one: the move from SQLite to PostgreSQL."""
+"""Copy a whole store into an empty one (the move from SQLite to PostgreSQL), or a
+SQLite store into a backup file."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
 
 import sqlalchemy as sa
 
@@ -58,3 +63,19 @@ def copy_from(source: Database, target: Database, batch: int = 1000) -> dict[str
                 sequence = sa.func.pg_get_serial_sequence(column.table.name, column.name)
                 conn.execute(sa.select(sa.func.setval(sequence, sa.func.greatest(highest, 1))))
     return copied
+
+
+def backup(source: Database, path: str) -> int:
+    """Copy the SQLite store, while it serves, into a new file at ``path`` readable by its
+    owner alone (SQLite's online backup: a consistent copy, writers go on); answer its
+    size. PostgreSQL is backed up with pg_dump instead (deploy/README.md)."""
+    database = source.engine.url.database
+    if source.is_postgres or not database or database == ":memory:":
+        raise ValueError("backup copies a SQLite store; back PostgreSQL up with pg_dump")
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # never over one
+    with (
+        contextlib.closing(sqlite3.connect(database)) as live,
+        contextlib.closing(sqlite3.connect(path)) as copy,
+    ):
+        live.backup(copy)
+    return os.path.getsize(path)
