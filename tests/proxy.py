@@ -59,6 +59,8 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
         "server 127.0.0.1:8000;": f"server 127.0.0.1:{app_port};",
         "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
         "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:443 ssl;": f"listen [::1]:{https_port} ssl;",
+        "listen [::]:80;": f"listen [::1]:{http_port};",
         "/etc/ssl/certs/receiver.example.com.pem": str(tmp_path / "cert.pem"),
         "/etc/ssl/private/receiver.example.com.key": str(tmp_path / "key.pem"),
         # A limit a test can reach in a few requests; every other test stays below it.

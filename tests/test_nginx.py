@@ -142,3 +142,11 @@ def test_a_body_up_to_the_limit_is_never_spooled_to_disk(nginx) -> None:  # type
     errors = (nginx["logs"] / "nginx-error.log").read_text()
     assert "buffered to a temporary file" not in errors
     assert not any((nginx["logs"] / "client_body").iterdir())
+
+
+def test_the_site_answers_over_ipv6_too(nginx) -> None:  # type: ignore[no-untyped-def]
+    conn = http.client.HTTPConnection("::1", nginx["http"], timeout=10)
+    conn.request("GET", "/healthz")
+    answer = conn.getresponse()
+    conn.close()
+    assert answer.status == 308
