@@ -34,76 +34,17 @@ def nginx(tmp_path: Path, procs: list[Proc]):  # type: ignore[no-untyped-def]
     # nginx cannot say where it listens: its two ports are picked here, just before it starts.
     https_port, http_port = free_port(), free_port()
 
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(tmp_path / "key.pem"),
-            "-out",
-            str(tmp_path / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
+    site, main = prepare(tmp_path, SITE.read_text(), app_port, https_port, http_port)
+    # A limit a test can reach in a few requests; every other test stays below it.
+    site.write_text(
+        site.read_text()
+        .replace("rate=100r/s;", "rate=1r/s;")
+        .replace("burst=200 nodelay;", "burst=8 nodelay;")
     )
-    site = SITE.read_text()
-    for old, new in {
-        "server 127.0.0.1:8000;": f"server 127.0.0.1:{app_port};",
-        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
-        "listen 80;": f"listen 127.0.0.1:{http_port};",
-        "listen [::]:443 ssl;": f"listen [::1]:{https_port} ssl;",
-        "listen [::]:80;": f"listen [::1]:{http_port};",
-        "/etc/ssl/certs/receiver.example.com.pem": str(tmp_path / "cert.pem"),
-        "/etc/ssl/private/receiver.example.com.key": str(tmp_path / "key.pem"),
-        # A limit a test can reach in a few requests; every other test stays below it.
-        "rate=100r/s;": "rate=1r/s;",
-        "burst=200 nodelay;": "burst=8 nodelay;",
-        "/var/log/nginx/gbg-receiver.access.log": str(tmp_path / "site-access.log"),
-    }.items():
-        assert old in site, f"deploy/nginx/gbg-receiver.conf no longer has {old!r}"
-        site = site.replace(old, new)  # every occurrence
-    (tmp_path / "site.conf").write_text(site)
-    temp = "\n".join(
-        f"  {kind}_temp_path {tmp_path / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp_path / "nginx.conf").write_text(f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-pid {tmp_path / "nginx.pid"};
-error_log {tmp_path / "nginx-error.log"} warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log {tmp_path / "nginx-access.log"};
-{temp}
-  include {tmp_path / "site.conf"};
-}}
-""")
-    check = subprocess.run(
-        [NGINX, "-t", "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = subprocess.run([NGINX, "-t", "-c", str(main)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    server = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
-    deadline = time.monotonic() + 10
-    while True:  # listening on both ports?
-        try:
-            for port in (https_port, http_port):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, (tmp_path / "nginx-error.log").read_text()
-            time.sleep(0.05)
+    server = subprocess.Popen([NGINX, "-c", str(main), "-g", "daemon off;"])
+    wait_listening(tmp_path, https_port, http_port)
     try:
         yield {
             "https": https_port,
@@ -139,3 +80,71 @@ def through_nginx(
         return answer.status, dict(answer.getheaders()), answer.read()
     finally:
         conn.close()
+
+
+def prepare(
+    tmp_path: Path, site: str, app_port: int, https_port: int, http_port: int
+) -> tuple[Path, Path]:
+    """What an operator edits in the shipped site, done for a test: the ports, a
+    certificate made here, logs under ``tmp_path``; written as ``site.conf`` with an
+    ``nginx.conf`` that includes it (answered: both paths)."""
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ]
+        + ["-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    for old, new in {
+        "server 127.0.0.1:8000;": f"server 127.0.0.1:{app_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:443 ssl;": f"listen [::1]:{https_port} ssl;",
+        "listen [::]:80;": f"listen [::1]:{http_port};",
+        "/etc/ssl/certs/receiver.example.com.pem": cert,
+        "/etc/ssl/private/receiver.example.com.key": key,
+        "/var/log/nginx/gbg-receiver.access.log": str(tmp_path / "site-access.log"),
+    }.items():
+        assert old in site, f"deploy/nginx/gbg-receiver.conf no longer has {old!r}"
+        site = site.replace(old, new)  # every occurrence
+    (tmp_path / "site.conf").write_text(site)
+    temp = "\n".join(
+        f"  {kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+pid {tmp_path / "nginx.pid"};
+error_log {tmp_path / "nginx-error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log {tmp_path / "nginx-access.log"};
+{temp}
+  include {tmp_path / "site.conf"};
+}}
+""")
+    return tmp_path / "site.conf", tmp_path / "nginx.conf"
+
+
+def wait_listening(tmp_path: Path, *ports: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, (tmp_path / "nginx-error.log").read_text()
+            time.sleep(0.05)
