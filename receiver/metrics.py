@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from receiver import metricfiles
 from receiver.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 _FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _FORWARD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, 36000.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_HOST = socket.gethostname()  # asked once: prometheus-client asks for the id at every count
 log = logging.getLogger("receiver.metrics")
 
 
@@ -80,7 +78,11 @@ class Metrics:
         if self.directory:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
-        text = generate_latest(registry) + generate_latest(_store_registry(store, now))
+            with metricfiles.reading(self.directory):
+                counts = generate_latest(registry)
+        else:
+            counts = generate_latest(registry)
+        text = counts + generate_latest(_store_registry(store, now))
         return text, CONTENT_TYPE_LATEST
 
     def serve(self, store: Store, clock: Callable[[], float], bind: str) -> ThreadingHTTPServer:
@@ -117,33 +119,15 @@ def start(directory: str | None) -> Metrics:
     global _metrics
     if _metrics is None:
         if directory:
-            prepare(directory)
+            metricfiles.prepare(directory)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
             from prometheus_client import values
 
             # Files named by host and pid: containers sharing the directory (web and
             # pollers in compose) each count in their own, though their pids repeat.
-            values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]
+            values.ValueClass = values.MultiProcessValue(metricfiles.process_id)  # type: ignore[no-untyped-call]
         _metrics = Metrics(directory)
     return _metrics
-
-
-def prepare(directory: str) -> None:
-    """Create the directory. Files that dead processes left stay: deleting their counters
-    would make the summed counters go backwards, which Prometheus reads as a reset."""
-    Path(directory).mkdir(parents=True, exist_ok=True)
-
-
-def worker_exited(directory: str, pid: int) -> None:
-    """gunicorn's child_exit hook: the worker's live gauges go, its counters stay."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(process_id(pid), directory)  # type: ignore[no-untyped-call]
-
-
-def process_id(pid: int | None = None) -> str:
-    """This process's name among all that count into one metrics directory."""
-    return f"{_HOST}-{os.getpid() if pid is None else pid}"
 
 
 # Gauges read from the store at scrape time: name, help, key of the store's snapshot.

@@ -140,13 +140,22 @@ print(generate_latest(registry).decode())
 
 
 def test_counters_never_go_backwards_when_a_worker_dies(tmp_path: Path) -> None:
+    """Processes that are gone stay counted, folded into one archive file per kind, so
+    the directory does not gain files with every restart."""
     directory = str(tmp_path / "metrics")
-    for count in (3, 4):  # two workers count, then exit (as a worker killed by gunicorn)
+    total = 0
+    for count in (3, 4, 5, 6):  # workers count, then exit (as a worker killed by gunicorn)
         done = subprocess.run(
             [sys.executable, "-c", COUNT_AND_EXIT, directory, str(count)], check=False
         )
         assert done.returncode == 0
-    text = subprocess.run(
-        [sys.executable, "-c", SUM, directory], capture_output=True, text=True, check=True
-    ).stdout
-    assert 'gbg_receiver_webhooks_total{outcome="accepted"} 7.0' in text
+        total += count
+        text = subprocess.run(
+            [sys.executable, "-c", SUM, directory], capture_output=True, text=True, check=True
+        ).stdout
+        assert f'gbg_receiver_webhooks_total{{outcome="accepted"}} {total}.0' in text
+    # Eight processes came and went: the archive, and the last one's own (folded when the
+    # next one starts).
+    counters = sorted(p.name.split("-")[-1] for p in (tmp_path / "metrics").glob("counter_*"))
+    assert len(counters) == 2
+    assert "archive.db" in counters

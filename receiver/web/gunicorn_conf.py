@@ -19,7 +19,7 @@ from typing import Any
 from gunicorn import glogging
 from gunicorn.workers.gthread import ThreadWorker
 
-from receiver import metrics
+from receiver import metricfiles
 from receiver.config import Settings
 from receiver.log import LOGGED, configure_logging
 
@@ -51,7 +51,7 @@ raw_env = [f"RECEIVER_METRICS_DIR={_metrics_dir}"]
 
 
 def on_starting(server: Any) -> None:
-    metrics.prepare(_metrics_dir)
+    metricfiles.prepare(_metrics_dir)
 
 
 def on_reload(server: Any) -> None:
@@ -69,7 +69,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    metrics.worker_exited(_metrics_dir, worker.pid)
+    metricfiles.worker_exited(_metrics_dir, worker.pid)
 
 
 def on_exit(server: Any) -> None:
