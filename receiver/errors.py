@@ -16,6 +16,8 @@ as a failed fetch under GBG's policy.
 
 from __future__ import annotations
 
+from receiver.problemtypes import KINDS
+
 
 class ReceiverError(Exception):
     """Base of every error raised on purpose by gbg-receiver."""
@@ -34,23 +36,31 @@ class StoreUnavailable(ReceiverError):
 
 
 class Problem(ReceiverError):
-    """An RFC 9457 problem answered to the client."""
+    """An RFC 9457 problem answered to the client: one of the kinds in
+    ``receiver.problemtypes`` (its status and title), ``field`` naming the part of the
+    request at fault where there is one."""
 
     def __init__(
-        self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None
+        self,
+        kind: str,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        *,
+        field: str | None = None,
     ) -> None:
-        super().__init__(f"{status} {title}: {detail}")
-        self.status = status
-        self.title = title
+        self.status, self.title, _ = KINDS[kind]
+        super().__init__(f"{self.status} {self.title}: {detail}")
+        self.kind = kind
         self.detail = detail
         self.headers = headers or {}
+        self.field = field
 
 
 class Superseded(Problem):
     """A message that would now arrive after a later status of its instance: not sent."""
 
     def __init__(self, seq: int, instance_id: str, detail: str) -> None:
-        super().__init__(409, "Superseded", f"message {seq}: {detail}")
+        super().__init__("superseded", f"message {seq}: {detail}")
         self.instance_id = instance_id
 
 

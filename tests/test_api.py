@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
 from receiver import usecases
+from receiver.problemtypes import KINDS
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -207,7 +209,7 @@ def cursor_of(raw: bytes) -> str:
 def test_every_malformed_cursor_is_a_400(client, raw: bytes) -> None:  # type: ignore[no-untyped-def]
     answer = client.get(f"/api/v1/instances?cursor={cursor_of(raw)}", headers=AUTH)
     assert answer.status_code == 400
-    assert answer.get_json()["title"] == "Invalid cursor"
+    assert answer.get_json()["type"] == "/problems/invalid-cursor"
 
 
 def test_deliveries_come_a_page_at_a_time(client, services: Services) -> None:  # type: ignore[no-untyped-def]
@@ -238,7 +240,7 @@ def test_a_nul_is_refused_only_where_it_would_be_kept(client) -> None:  # type: 
     kept = client.post(
         "/api/v1/instances", data=b'{"instanceId": "z-1", "reference": "a\\u0000b"}', headers=json_
     )
-    assert (kept.status_code, kept.get_json()["title"]) == (422, "Invalid reference")
+    assert (kept.status_code, kept.get_json()["field"]) == (422, "reference")
     assert client.get("/api/v1/instances?reference=a%00b", headers=AUTH).status_code == 400
     passed_on = client.post(  # the context goes to GBG and is never stored
         "/api/v1/journeys",
@@ -263,3 +265,29 @@ def test_an_instance_whose_webhooks_wait_in_the_inbox_says_so(client) -> None:  
     )
     unknown = client.get("/api/v1/instances/w-10", headers=AUTH).get_json()
     assert unknown["detail"] == "no such instance"
+
+
+def test_each_problem_has_a_type_a_program_can_tell_apart(client) -> None:  # type: ignore[no-untyped-def]
+    """Two 404s, a 400 with the parameter at fault, each with its own stable type, and
+    the service describes each type it answers with."""
+    unknown = client.get("/api/v1/instances/nobody", headers=AUTH).get_json()
+    assert (unknown["type"], unknown["status"]) == ("/problems/unknown-instance", 404)
+    message = client.post("/api/v1/outbox/99/replay", headers=AUTH).get_json()
+    assert message["type"] == "/problems/unknown-message"
+    bad = client.get("/api/v1/instances?limit=0", headers=AUTH).get_json()
+    assert (bad["type"], bad["field"]) == ("/problems/invalid-parameter", "limit")
+    cursor = client.get("/api/v1/instances?cursor=forged", headers=AUTH).get_json()
+    assert (cursor["type"], cursor["field"]) == ("/problems/invalid-cursor", "cursor")
+    listed = client.get("/problems").get_json()["problems"]
+    assert {p["type"] for p in listed} >= {unknown["type"], bad["type"], cursor["type"]}
+    described = client.get(unknown["type"]).get_json()
+    assert (described["status"], described["title"]) == (404, "Unknown instance")
+    assert client.get("/problems/no-such-kind").status_code == 404
+    route = client.get("/no/such/route").get_json()
+    assert route["type"] == "about:blank"  # HTTP's own: nothing more to say
+
+
+def test_the_contract_lists_every_problem_type() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "contract.md").read_text()
+    for kind, (status, _, _) in KINDS.items():
+        assert f"| `/problems/{kind}` | {status} |" in text

@@ -34,7 +34,10 @@ def test_a_retry_with_the_same_key_answers_the_first_start(
     assert starts(sim) == 1  # one journey at GBG, paid once
     other: dict[str, Any] = JOURNEY | {"reference": "order-10"}
     reused = client.post("/api/v1/journeys", json=other, headers=keyed)
-    assert (reused.status_code, reused.get_json()["title"]) == (422, "Idempotency-Key reused")
+    assert (reused.status_code, reused.get_json()["type"]) == (
+        422,
+        "/problems/idempotency-key-reused",
+    )
     clock.advance(86401)  # a day later the key is free again
     later = client.post("/api/v1/journeys", json=other, headers=keyed)
     assert later.status_code == 201
@@ -66,4 +69,4 @@ def test_a_retry_while_the_first_is_under_way_is_told_to_wait(services: Services
         "/api/v1/journeys", json=JOURNEY, headers=AUTH | {"Idempotency-Key": "busy-1"}
     )
     assert (waiting.status_code, waiting.headers["Retry-After"]) == (409, "1")
-    assert waiting.get_json()["title"] == "Request under way"
+    assert waiting.get_json()["type"] == "/problems/request-in-progress"

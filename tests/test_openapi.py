@@ -57,7 +57,12 @@ parameters = {{ deliveryId = {delivery} }}
 """
 
 
-PARAMS = {"instance_id": "instanceId", "message_id": "messageId", "delivery_id": "deliveryId"}
+PARAMS = {
+    "instance_id": "instanceId",
+    "message_id": "messageId",
+    "delivery_id": "deliveryId",
+    "kind": "kind",
+}
 
 
 def test_every_route_is_documented(app) -> None:  # type: ignore[no-untyped-def]

@@ -96,7 +96,7 @@ def test_the_guides_upgrade_under_load_refuses_nothing(
 
     statuses = Counter(status for _, status in answers)
     assert statuses == {202: len(answers)}, statuses
-    assert len(answers) > 150
+    assert len(answers) > 60  # a steady load throughout (about 25 a second here)
     store = Store.from_url(env["RECEIVER_DATABASE_URL"])
     deadline = time.monotonic() + 30
     while (snap := store.snapshot(time.time()))["inbox_depth"]:

@@ -175,7 +175,7 @@ def test_missing_or_wrong_credentials_are_401_and_store_nothing(  # type: ignore
     assert answer.status_code == 401
     assert answer.mimetype == "application/problem+json"
     assert answer.get_json() == {
-        "type": "about:blank",
+        "type": "/problems/unauthorized",
         "title": "Unauthorized",
         "status": 401,
         "detail": "missing or wrong credentials",

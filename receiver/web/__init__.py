@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         g.started = time.perf_counter()
         path = request.path
         if path.startswith(OPERATORS_ONLY) and not internal(request.remote_addr):
-            raise Problem(403, "Forbidden", "for the internal network only")
+            raise Problem("forbidden", "for the internal network only")
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -40,8 +40,7 @@ def require_token() -> None:
         ok |= hmac.compare_digest(presented.strip().encode(), token.encode())
     if not ok or scheme.lower() != "bearer":
         raise Problem(
-            401,
-            "Unauthorized",
+            "unauthorized",
             "a valid bearer token is required",
             {"WWW-Authenticate": 'Bearer realm="gbg-receiver"'},
         )
@@ -53,7 +52,9 @@ def register() -> tuple[dict[str, Any], int]:
     instance_id = payload.get("instanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
         raise Problem(
-            422, "Invalid instance id", "instanceId: 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+            "invalid-instance-id",
+            "instanceId: 1-128 characters of A-Z a-z 0-9 . _ : @ -",
+            field="instanceId",
         )
     services = context.services()
     decision = usecases.register(services, instance_id, _reference(payload))
@@ -67,16 +68,22 @@ def start_journey() -> Any:
     payload = parse_object(read_body(), nul=True)  # only the reference is kept
     resource_id, journey_context = payload.get("resourceId"), payload.get("context", {})
     if not isinstance(resource_id, str) or not 0 < len(resource_id) <= 256:
-        raise Problem(422, "Invalid resourceId", "resourceId: a string of 1-256 characters")
+        raise Problem(
+            "invalid-field", "resourceId: a string of 1-256 characters", field="resourceId"
+        )
     if not isinstance(journey_context, dict):
-        raise Problem(422, "Invalid context", "context: a JSON object")
+        raise Problem("invalid-field", "context: a JSON object", field="context")
     reference = _reference(payload)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
-        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1-255 printable characters")
+        raise Problem(
+            "invalid-parameter",
+            "Idempotency-Key: 1-255 printable characters",
+            field="Idempotency-Key",
+        )
     services = context.services()
     if services.gbg is None:
-        raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
+        raise Problem("gbg-not-configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
     if key is not None and (replayed := _replay(key, payload)) is not None:
         return replayed
     try:
@@ -101,21 +108,21 @@ def _replay(key: str, payload: dict[str, Any]) -> Any:
         return None
     first_hash, instance_id = held
     if not hmac.compare_digest(first_hash, body_hash):
-        raise Problem(422, "Idempotency-Key reused", "this key came with another body today")
+        raise Problem("idempotency-key-reused", "this key came with another body today")
     if instance_id is None:
         under_way = "the first request with this key is not done yet"
-        raise Problem(409, "Request under way", under_way, {"Retry-After": "1"})
+        raise Problem("request-in-progress", under_way, {"Retry-After": "1"})
     return instance_json(reads.known(instance_id)), 201, {"Idempotent-Replayed": "true"}
 
 
 def _start_failed(exc: GbgError) -> Problem:
     """GBG's failure to start a journey, as the application's problem."""
     if isinstance(exc, GbgRejected):
-        return Problem(400, "GBG refused the journey", f"GBG answered {exc.status}")
+        return Problem("gbg-refused-journey", f"GBG answered {exc.status}")
     if isinstance(exc, GbgAuthError):
-        return Problem(502, "GBG refused our credentials", "see the server's log")
+        return Problem("gbg-credentials-refused", "see the server's log")
     wait = {"Retry-After": str(math.ceil(getattr(exc, "retry_after", None) or 5))}
-    return Problem(503, "GBG unavailable", "no journey was started", wait)
+    return Problem("gbg-unavailable", "no journey was started", wait)
 
 
 @bp.get("/instances/<instance_id>")
@@ -170,18 +177,16 @@ def poll(instance_id: str) -> dict[str, Any]:
     services = context.services()
     reads.known(instance_id)
     if services.gbg is None:
-        raise Problem(503, "GBG not configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
+        raise Problem("gbg-not-configured", "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET")
     try:
         instance = usecases.poll_now(services, instance_id)
     except Throttled as exc:
         wait = {"Retry-After": str(math.ceil(exc.retry_after))}
         if exc.gbg_down:
-            raise Problem(
-                503, "GBG unavailable", "polling is paused while GBG fails", wait
-            ) from None
-        raise Problem(429, "Rate limit", "GBG's fetch rate is used up for now", wait) from None
+            raise Problem("gbg-unavailable", "polling is paused while GBG fails", wait) from None
+        raise Problem("rate-limited", "GBG's fetch rate is used up for now", wait) from None
     if instance is None:
-        raise Problem(409, "Poll in progress", "a poller is fetching it now", {"Retry-After": "1"})
+        raise Problem("poll-in-progress", "a poller is fetching it now", {"Retry-After": "1"})
     return instance_json(instance)
 
 
@@ -190,7 +195,7 @@ def erase(instance_id: str) -> dict[str, Any]:
     """Erase the instance's personal data and deliveries; its status and events stay."""
     erased = usecases.erase(context.services(), reads.known(instance_id).instance_id)
     if erased is None:
-        raise Problem(404, "Not found", "no such instance")
+        raise Problem("unknown-instance", "no such instance")
     return instance_json(erased)
 
 
@@ -200,10 +205,14 @@ def outbox() -> dict[str, Any]:
     ?instanceId= for one instance's."""
     status = request.args.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
-        raise Problem(400, "Invalid status", f"status: one of {', '.join(MESSAGE_STATUSES)}")
+        raise Problem(
+            "invalid-parameter",
+            f"status: one of {', '.join(MESSAGE_STATUSES)}",
+            field="status",
+        )
     instance_id = request.args.get("instanceId")
     if instance_id is not None and not INSTANCE_ID.fullmatch(instance_id):
-        raise Problem(400, "Invalid instanceId", "instanceId: an instance id")
+        raise Problem("invalid-parameter", "instanceId: an instance id", field="instanceId")
     after = reads.int_arg(request.args, "after", 0, 0, MAX_ID)
     limit = reads.int_arg(request.args, "limit", 100, 1, reads.MAX_PAGE)
     rows = context.services().store.messages(
@@ -220,7 +229,7 @@ def replay(message_id: int) -> dict[str, Any]:
     """Send a message again from now (a failed one, typically), with a fresh schedule."""
     message = notify.replay(context.services(), message_id)
     if message is None:
-        raise Problem(404, "Not found", "no such message")
+        raise Problem("unknown-message", "no such message")
     return outbox_json(message)
 
 
@@ -240,7 +249,7 @@ def quarantine() -> dict[str, Any]:
 def refold(delivery_id: int) -> dict[str, Any]:
     """Put a delivery set aside back in the inbox (after a fix), with fresh tries."""
     if not 0 < delivery_id <= MAX_ID or not usecases.refold(context.services(), delivery_id):
-        raise Problem(404, "Not found", "no such delivery set aside")
+        raise Problem("unknown-delivery", "no such delivery set aside")
     return {"id": delivery_id, "refolded": True}
 
 
@@ -261,6 +270,8 @@ def _reference(payload: dict[str, Any]) -> str | None:
         not isinstance(reference, str) or len(reference) > 256 or "\x00" in reference
     ):
         raise Problem(
-            422, "Invalid reference", "reference: a string of at most 256 characters, no NUL"
+            "invalid-field",
+            "reference: a string of at most 256 characters, no NUL",
+            field="reference",
         )
     return reference

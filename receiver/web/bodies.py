@@ -23,7 +23,7 @@ def read_body() -> bytes:
     body = b"" if declared > limit else request.get_data(cache=False)
     if max(declared, len(body)) > limit:
         _discard_rest(request.environ["wsgi.input"])
-        raise Problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
+        raise Problem("body-too-large", f"the body is larger than {limit} bytes")
     return body
 
 
@@ -47,9 +47,9 @@ def parse_object(body: bytes, *, nul: bool = False) -> dict[str, Any]:
     try:
         payload = strictjson.loads(body, nul=nul)
     except strictjson.OutOfRange as exc:
-        raise Problem(422, "Unprocessable body", str(exc)) from None
+        raise Problem("unprocessable-body", str(exc)) from None
     except (ValueError, RecursionError):
-        raise Problem(400, "Malformed body", "the body is not valid JSON") from None
+        raise Problem("malformed-body", "the body is not valid JSON") from None
     if not isinstance(payload, dict):
-        raise Problem(422, "Unprocessable body", "the body must be a JSON object")
+        raise Problem("unprocessable-body", "the body must be a JSON object")
     return payload

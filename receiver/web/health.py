@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, redirect
+from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from receiver import liveness
+from receiver import liveness, problemtypes
 from receiver.store.engine import cause
 from receiver.web import context, problems
 
@@ -34,6 +35,30 @@ def openapi() -> Response:
     return Response(document, content_type="application/json")
 
 
+@health.get("/problems")
+def problem_types() -> dict[str, Any]:
+    """Every kind of problem the service answers (the ``type`` of its errors)."""
+    return {"problems": [_problem_type(kind) for kind in problemtypes.KINDS]}
+
+
+@health.get("/problems/<kind>")
+def problem_type(kind: str) -> dict[str, Any]:
+    """What one problem ``type`` means, and what a client should do about it."""
+    if kind not in problemtypes.KINDS:
+        raise NotFound("no such problem type")
+    return _problem_type(kind)
+
+
+def _problem_type(kind: str) -> dict[str, Any]:
+    status, title, description = problemtypes.KINDS[kind]
+    return {
+        "type": problemtypes.type_of(kind),
+        "title": title,
+        "status": status,
+        "description": description,
+    }
+
+
 @health.get("/metrics")
 def metrics() -> Response:
     services = context.services()
@@ -50,7 +75,7 @@ def readyz() -> Response | tuple[dict[str, Any], int]:
         log.warning("readyz.store_down", extra={"error": cause(exc)})
         detail = "the store did not answer (its cause is logged as readyz.store_down)"
         retry = {"Retry-After": problems.STORE_RETRY_AFTER}
-        return problems.problem(503, "Store unavailable", detail, retry)
+        return problems.problem("store-unavailable", detail, retry)
     if seen.problem:
-        return problems.problem(503, "No worker seen", seen.problem, workers=seen.report())
+        return problems.problem("no-worker-seen", seen.problem, workers=seen.report())
     return {"status": "ready", "workers": seen.report()}, 200

@@ -21,19 +21,18 @@ def known(instance_id: str) -> Instance:
     """The instance, or a 404 that says whether its webhooks wait in the inbox (acknowledged,
     not folded yet: is a worker running?)."""
     if not INSTANCE_ID.fullmatch(instance_id):
-        raise Problem(404, "Not found", "no such instance")
+        raise Problem("unknown-instance", "no such instance")
     store = context.services().store
     found = store.get(instance_id)
     if found is None:
         waiting = store.waiting_for(instance_id)
         if waiting:
             raise Problem(
-                404,
-                "Not found",
+                "instance-not-folded-yet",
                 f"no such instance yet: {waiting} webhook deliveries for it wait in the inbox"
                 " to be folded by a worker (is one running?)",
             )
-        raise Problem(404, "Not found", "no such instance")
+        raise Problem("unknown-instance", "no such instance")
     return found
 
 
@@ -42,20 +41,24 @@ def instance_page(args: Mapping[str, str], default_limit: int) -> tuple[list[Ins
     newest first, and the cursor of the next page (None on the last)."""
     status = args.get("status")
     if status is not None and status not in STATUSES:
-        raise Problem(400, "Invalid status", f"status: one of {', '.join(STATUSES)}")
+        raise Problem("invalid-parameter", f"status: one of {', '.join(STATUSES)}", field="status")
     reference = args.get("reference")
     if reference is not None and (len(reference) > 256 or "\x00" in reference):
-        raise Problem(400, "Invalid reference", "reference: at most 256 characters, no NUL")
+        raise Problem(
+            "invalid-parameter", "reference: at most 256 characters, no NUL", field="reference"
+        )
     given_up = args.get("givenUp")
     if given_up not in (None, "true", "false"):
-        raise Problem(400, "Invalid givenUp", "givenUp: true or false")
+        raise Problem("invalid-parameter", "givenUp: true or false", field="givenUp")
     cursor = args.get("cursor") or None
     after = None
     if cursor is not None:
         try:
             after = decode_cursor(cursor)
         except ValueError:
-            raise Problem(400, "Invalid cursor", "cursor: use nextCursor as given") from None
+            raise Problem(
+                "invalid-cursor", "cursor: use nextCursor as given", field="cursor"
+            ) from None
     limit = int_arg(args, "limit", default_limit, 1, MAX_PAGE)
     rows = context.services().store.page(
         status=status,
@@ -77,7 +80,9 @@ def int_arg(args: Mapping[str, str], name: str, default: int, low: int, high: in
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise Problem(400, f"Invalid {name}", f"{name}: a whole number from {low} to {high}")
+        raise Problem(
+            "invalid-parameter", f"{name}: a whole number from {low} to {high}", field=name
+        )
     return value
 
 

@@ -103,7 +103,7 @@ def authenticate(settings: Settings) -> None:
             challenge = f'ApiKey header="{settings.webhook_api_key_header}"'
         log.warning("webhook.unauthorized", extra={"peer": request.remote_addr})
         raise Problem(
-            401, "Unauthorized", "missing or wrong credentials", {"WWW-Authenticate": challenge}
+            "unauthorized", "missing or wrong credentials", {"WWW-Authenticate": challenge}
         )
 
 
@@ -126,10 +126,12 @@ def find_instance_id(payload: dict[str, Any]) -> str:
     if found is None:
         found = request.args.get("instanceId")
     if found is None:
-        raise Problem(422, "Missing instance id", "no instanceId in the body or query string")
+        raise Problem("missing-instance-id", "no instanceId in the body or query string")
     if not isinstance(found, str) or not INSTANCE_ID.fullmatch(found):
         raise Problem(
-            422, "Invalid instance id", "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+            "invalid-instance-id",
+            "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -",
+            field="instanceId",
         )
     return found
 

@@ -231,7 +231,7 @@ def replay(message_id: int) -> Redirect:
         flash(f"Not replayed: {exc.detail}.", "error")
         return _back_to(exc.instance_id)
     if message is None:
-        raise Problem(404, "Not found", "no such message")
+        raise Problem("unknown-message", "no such message")
     flash(f"Message {message.seq} will be sent again now.", "ok")
     return _back_to(message.instance_id)
 
