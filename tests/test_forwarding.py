@@ -7,9 +7,14 @@ with the standardwebhooks library; the service's clock is the test's.
 from __future__ import annotations
 
 import itertools
+import json
 import re
+from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from receiver import usecases
 from receiver.domain.model import TtlPassed
@@ -23,6 +28,13 @@ from tests.test_poller import poll_once, webhook
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 FAILED = 'gbg_receiver_forward_attempts_total{outcome="failed"}'
+
+
+OPENAPI = Path(__file__).resolve().parents[1] / "receiver" / "web" / "openapi.json"
+DOCUMENT = Registry().with_resource(
+    "urn:doc",
+    Resource.from_contents(json.loads(OPENAPI.read_text()), default_specification=DRAFT202012),
+)
 
 
 def sample(text: str, name: str) -> float:
@@ -70,6 +82,11 @@ def test_a_journey_yields_its_message_signed_and_without_personal_data(
         )
         assert instance["reference"] == "order-42"  # the application's own key
         assert "Simona" not in str(message.body)  # the simulator's person stays out
+        # What the document's webhooks entry promises the receiving side, exactly.
+        notification = {"$ref": "urn:doc#/components/schemas/Notification"}
+        Draft202012Validator(
+            notification, registry=DOCUMENT, format_checker=Draft202012Validator.FORMAT_CHECKER
+        ).validate(message.body)
         assert send(forwarder) == []  # delivered once: nothing more to send
         forwarder.close()
 
