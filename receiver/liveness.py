@@ -14,7 +14,13 @@ SILENT = 3 * EVERY  # a running worker not seen for longer is reported silent
 
 def beat(services: Services, owner: str, *, stopped: bool = False) -> None:
     """Record that the worker ``owner`` runs (or, with ``stopped``, has just stopped)."""
-    services.store.heartbeat(owner, services.clock(), stopped=stopped)
+    now = services.clock()
+    services.store.heartbeat(owner, now, skew_of(services), stopped=stopped)
+
+
+def skew_of(services: Services) -> float:
+    """How far this host's clock is off the shared one (0 where the clock is local)."""
+    return float(getattr(services.clock, "skew", 0.0))
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Liveness:
                 "worker": w["owner"],
                 "state": _state(w, age),
                 "seenSecondsAgo": round(age, 1),
+                "clockSkewSeconds": round(w["clock_skew"] or 0.0, 3),
             }
             for w in self.workers
             for age in [max(0.0, self.now - w["seen_at"])]

@@ -14,6 +14,7 @@ from receiver.domain.schedule import Policy
 from receiver.gbg.client import CONNECT_TIMEOUT, GbgClient
 from receiver.metrics import Metrics
 from receiver.store import Store
+from receiver.store.clock import shared_clock
 from receiver.store.rate import FetchSlots
 
 
@@ -65,7 +66,7 @@ def build_services(
         gbg,
         Policy.from_settings(settings),
         FetchSlots(store.db, settings.gbg_rate_limit),
-        clock or time.time,
+        clock or shared_clock(store.db),
         metrics=metrics.start(settings.metrics_dir),
     )
 

@@ -37,7 +37,10 @@ def heartbeat_age(client: FlaskClient) -> float:
 
 def test_a_store_no_worker_ever_ran_on_is_ready_and_says_so(client: FlaskClient) -> None:
     answer = client.get("/readyz")
-    assert (answer.status_code, answer.get_json()) == (200, {"status": "ready", "workers": []})
+    assert (answer.status_code, answer.get_json()) == (
+        200,
+        {"status": "ready", "clockSkewSeconds": 0.0, "workers": []},
+    )
     assert heartbeat_age(client) == math.inf  # an alert on the age fires: nothing polls
 
 
@@ -50,8 +53,18 @@ def test_readyz_lists_the_workers_and_is_unready_once_none_was_seen_lately(
     answer = client.get("/readyz")
     assert answer.status_code == 200
     assert answer.get_json()["workers"] == [
-        {"worker": "host-b:22:bbbb", "state": "running", "seenSecondsAgo": 0.0},
-        {"worker": "host-a:11:aaaa", "state": "running", "seenSecondsAgo": 4.0},
+        {
+            "worker": "host-b:22:bbbb",
+            "state": "running",
+            "seenSecondsAgo": 0.0,
+            "clockSkewSeconds": 0.0,
+        },
+        {
+            "worker": "host-a:11:aaaa",
+            "state": "running",
+            "seenSecondsAgo": 4.0,
+            "clockSkewSeconds": 0.0,
+        },
     ]
     assert heartbeat_age(client) == 0.0
 

@@ -233,9 +233,9 @@ class Store:
 
     # -- the workers' heartbeats -------------------------------------------------------------
 
-    def heartbeat(self, owner: str, now: float, *, stopped: bool = False) -> None:
+    def heartbeat(self, owner: str, now: float, skew: float, *, stopped: bool = False) -> None:
         with self.db.write() as conn:
-            workers.beat(conn, owner, now, stopped=stopped)
+            workers.beat(conn, owner, now, skew, stopped=stopped)
 
     def workers(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:

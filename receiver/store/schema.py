@@ -174,4 +174,5 @@ workers = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("seen_at", sa.Float, nullable=False),
     sa.Column("stopped_at", sa.Float),  # a clean stop; NULL while it runs (or if it died)
+    sa.Column("clock_skew", sa.Float),  # its host's clock minus the database's, in seconds
 )

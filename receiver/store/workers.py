@@ -13,9 +13,10 @@ from receiver.store.schema import workers
 LISTED = 20  # the most recently seen workers that a read lists
 
 
-def beat(conn: Connection, owner: str, now: float, *, stopped: bool = False) -> None:
-    """Record that ``owner`` was seen at ``now`` (and, with ``stopped``, that it stopped)."""
-    values = {"seen_at": now, "stopped_at": now if stopped else None}
+def beat(conn: Connection, owner: str, now: float, skew: float, *, stopped: bool = False) -> None:
+    """Record that ``owner`` was seen at ``now``, its host's clock ``skew`` seconds off the
+    database's (and, with ``stopped``, that it stopped)."""
+    values = {"seen_at": now, "stopped_at": now if stopped else None, "clock_skew": skew}
     if not conn.execute(workers.update().where(workers.c.owner == owner).values(values)).rowcount:
         conn.execute(workers.insert().values(owner=owner, started_at=now, **values))
 

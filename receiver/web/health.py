@@ -78,4 +78,5 @@ def readyz() -> Response | tuple[dict[str, Any], int]:
         return problems.problem("store-unavailable", detail, retry)
     if seen.problem:
         return problems.problem("no-worker-seen", seen.problem, workers=seen.report())
-    return {"status": "ready", "workers": seen.report()}, 200
+    skew = round(liveness.skew_of(context.services()), 3)
+    return {"status": "ready", "clockSkewSeconds": skew, "workers": seen.report()}, 200

@@ -19,6 +19,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float, nullable=False),
         sa.Column("seen_at", sa.Float, nullable=False),
         sa.Column("stopped_at", sa.Float),
+        sa.Column("clock_skew", sa.Float),
     )
 
 
