@@ -34,6 +34,7 @@ class Settings:
     """Typed configuration; defaults are the contract's."""
 
     database_url: str = "sqlite:///var/receiver.db"
+    database_pooled: bool = False  # PgBouncer in transaction mode stands before PostgreSQL
     bind: str = "127.0.0.1:8000"
     web_workers: int | None = None  # None: gunicorn's rule of thumb, 2 x cores + 1
     web_threads: int = 4

@@ -46,7 +46,9 @@ def build_services(
     if store is None:
         # Each fetch thread may reserve a rate slot at once; a few more for the jobs.
         connections = max(settings.web_threads, settings.poll_concurrency) + 4
-        store = Store.from_url(settings.database_url, connections=connections)
+        store = Store.from_url(
+            settings.database_url, connections=connections, pooled=settings.database_pooled
+        )
     if gbg is None and settings.gbg_client_id is not None:
         gbg = GbgClient(
             base_url=settings.gbg_url,

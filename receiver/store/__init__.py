@@ -50,8 +50,8 @@ class Store:
         self._inbox = GroupCommitter(self._append)
 
     @classmethod
-    def from_url(cls, url: str, *, connections: int = 5) -> Store:
-        return cls(Database.from_url(url, connections=connections))
+    def from_url(cls, url: str, *, connections: int = 5, pooled: bool = False) -> Store:
+        return cls(Database.from_url(url, connections=connections, pooled=pooled))
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         return self.db.transaction(work)

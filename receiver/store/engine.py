@@ -66,8 +66,8 @@ class Database:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, connections: int = 5) -> Database:
-        return cls(make_engine(url, connections=connections))
+    def from_url(cls, url: str, *, connections: int = 5, pooled: bool = False) -> Database:
+        return cls(make_engine(url, connections=connections, pooled=pooled))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -234,11 +234,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa.exc.DisconnectionError(type(exc).__name__) from exc
 
 
-def make_engine(url: str, *, connections: int = 5) -> Engine:
+def make_engine(url: str, *, connections: int = 5, pooled: bool = False) -> Engine:
     """An engine with the settings each dialect needs for this workload.
 
     ``connections`` is how many a process keeps open to PostgreSQL (opened as needed):
     as many as its threads that write at once, so none is opened and closed per call.
+    ``pooled``: a pooler in transaction mode (PgBouncer) stands between, which hands each
+    transaction any server connection: no startup options (the statement timeout is then
+    the role's, ``ALTER ROLE ... SET statement_timeout``) and no server-side prepared
+    statements (psycopg prepares a query after its fifth run, on one connection only).
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -258,7 +262,11 @@ def make_engine(url: str, *, connections: int = 5) -> Engine:
                     "keepalives_idle": 30,
                     "keepalives_interval": 10,
                     "keepalives_count": 3,
-                    "options": f"-c statement_timeout={int(WRITE_WAIT * 1000)}",
+                    **(
+                        {"prepare_threshold": None}
+                        if pooled
+                        else {"options": f"-c statement_timeout={int(WRITE_WAIT * 1000)}"}
+                    ),
                 },
             )
         except ModuleNotFoundError as exc:
