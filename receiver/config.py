@@ -7,14 +7,13 @@ each of them: a bad value never becomes a silent default.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from receiver.configvalues import PARSERS
+from receiver.configvalues import PARSERS, unknown_names
 from receiver.errors import ConfigError
 from receiver.guards import demo_values, loopback, not_whsec, weak_secret
 
@@ -90,7 +89,8 @@ class Settings:
         """Parse ``RECEIVER_*`` variables; raise ConfigError naming every bad one."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        problems = _unknown_names(env)
+        known = {"RECEIVER_" + f.name.upper() for f in fields(cls)} | OTHER_NAMES
+        problems = unknown_names(env, known)
         for f in fields(cls):
             name = "RECEIVER_" + f.name.upper()
             raw = env.get(name)
@@ -284,18 +284,6 @@ class Settings:
     @property
     def gbg_configured(self) -> bool:
         return self.gbg_client_id is not None
-
-
-def _unknown_names(env: Mapping[str, str]) -> list[str]:
-    """A problem for each RECEIVER_* name that is no setting: a typo must not pass."""
-    known = {"RECEIVER_" + f.name.upper() for f in fields(Settings)} | OTHER_NAMES
-    suffixes = sorted(name.removeprefix("RECEIVER_") for name in known)
-    problems = []
-    for name in sorted(n for n in env if n.startswith("RECEIVER_") and n not in known):
-        close = difflib.get_close_matches(name.removeprefix("RECEIVER_"), suffixes, n=1)
-        hint = f"; did you mean RECEIVER_{close[0]}?" if close else ""
-        problems.append(f"{name}: unknown variable{hint}")
-    return problems
 
 
 def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -4,7 +4,8 @@ variable)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -60,3 +61,14 @@ PARSERS: dict[Any, Callable[[str], Any]] = {
     "tuple[str, ...]": _tokens,
     "tuple[float, ...]": _seconds,
 }
+
+
+def unknown_names(env: Mapping[str, str], known: Set[str]) -> list[str]:
+    """A problem for each RECEIVER_* name that is no setting: a typo must not pass."""
+    suffixes = sorted(name.removeprefix("RECEIVER_") for name in known)
+    problems = []
+    for name in sorted(n for n in env if n.startswith("RECEIVER_") and n not in known):
+        close = difflib.get_close_matches(name.removeprefix("RECEIVER_"), suffixes, n=1)
+        hint = f"; did you mean RECEIVER_{close[0]}?" if close else ""
+        problems.append(f"{name}: unknown variable{hint}")
+    return problems

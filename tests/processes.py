@@ -196,3 +196,36 @@ def start_serve(
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, serve)
     return base, sim, serve
+
+
+def seed_due(pg_engine: Any, sim: Any, ids: list[str], now: float) -> None:
+    """``ids`` as in-progress instances due for a fetch at ``now``, each Completed at
+    GBG (the simulator): the pollers' work, written in one statement."""
+    import sqlalchemy as sa
+
+    for iid in ids:
+        sim.set_status(iid, "Completed")
+    with pg_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO instances (instance_id, status, source, registered_at, updated_at, "
+                "webhook_received_at, next_poll_at, poll_errors, polling_gave_up) "
+                "VALUES (:i, 'in_progress', 'webhook', :t, :t, :t, :t, 0, false)"
+            ),
+            [{"i": i, "t": now} for i in ids],
+        )
+
+
+def overlapping(calls: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """The simulator's fetches by instance, and how many overlapped an earlier one of
+    the same instance."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for c in calls:
+        spans.setdefault(c["instanceId"], []).append((c["start"], c["end"]))
+    overlaps = sum(
+        1
+        for s in spans.values()
+        for a, b in zip(sorted(s), sorted(s)[1:], strict=False)
+        if b[0] < a[1]
+    )
+    return spans, overlaps

@@ -21,7 +21,15 @@ from receiver.store import Store
 from receiver.store.engine import Database, make_engine
 from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, gbg_env, post_webhook, run, start_web
+from tests.processes import (
+    Proc,
+    gbg_env,
+    overlapping,
+    post_webhook,
+    run,
+    seed_due,
+    start_web,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -179,17 +187,7 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
     store = Store(Database(pg_engine))
     now = time.time()
     ids = [f"many-{n:05d}" for n in range(total)]
-    for iid in ids:
-        sim.set_status(iid, "Completed")
-    with pg_engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO instances (instance_id, status, source, registered_at, updated_at, "
-                "webhook_received_at, next_poll_at, poll_errors, polling_gave_up) "
-                "VALUES (:i, 'in_progress', 'webhook', :t, :t, :t, :t, 0, false)"
-            ),
-            [{"i": i, "t": now} for i in ids],
-        )
+    seed_due(pg_engine, sim, ids, now)
     sim.latency = 0.02
     env = gbg_env(
         tmp_path, sim.base_url, RECEIVER_DATABASE_URL=PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate)
@@ -204,15 +202,7 @@ def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untype
         time.sleep(0.5)
     assert [p.stop() for p in pollers] == [0, 0, 0, 0]
     calls = sim.fetches()
-    by_instance: dict[str, list[tuple[float, float]]] = {}
-    for c in calls:
-        by_instance.setdefault(c["instanceId"], []).append((c["start"], c["end"]))
-    overlaps = sum(
-        1
-        for spans in by_instance.values()
-        for a, b in zip(sorted(spans), sorted(spans)[1:], strict=False)
-        if b[0] < a[1]
-    )
+    by_instance, overlaps = overlapping(calls)
     # What the pollers sent, from their own logs: the rate they keep. What the simulator
     # saw adds its own scheduling noise (it shares this test's process and the 2 cores).
     sent = sorted(

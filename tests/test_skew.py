@@ -18,7 +18,7 @@ from receiver.store import Store
 from receiver.store.engine import Database
 from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, gbg_env
+from tests.processes import Proc, gbg_env, overlapping, seed_due
 
 pytestmark = [pytest.mark.live, pytest.mark.reliability]
 
@@ -38,17 +38,7 @@ def test_pollers_two_minutes_apart_keep_the_rate_and_never_overlap_on_postgres(
     store = Store(Database(pg_engine))
     now = time.time()
     ids = [f"skew-{n:05d}" for n in range(total)]
-    for iid in ids:
-        sim.set_status(iid, "Completed")
-    with pg_engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO instances (instance_id, status, source, registered_at, updated_at, "
-                "webhook_received_at, next_poll_at, poll_errors, polling_gave_up) "
-                "VALUES (:i, 'in_progress', 'webhook', :t, :t, :t, :t, 0, false)"
-            ),
-            [{"i": i, "t": now} for i in ids],
-        )
+    seed_due(pg_engine, sim, ids, now)
     sim.latency = 0.02
     env = gbg_env(
         tmp_path,
@@ -73,15 +63,7 @@ def test_pollers_two_minutes_apart_keep_the_rate_and_never_overlap_on_postgres(
     assert [p.stop() for p in pollers] == [0, 0]
 
     calls = sim.fetches()
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for c in calls:
-        spans.setdefault(c["instanceId"], []).append((c["start"], c["end"]))
-    overlaps = sum(
-        1
-        for s in spans.values()
-        for a, b in zip(sorted(s), sorted(s)[1:], strict=False)
-        if b[0] < a[1]
-    )
+    spans, overlaps = overlapping(calls)
     starts = sorted(c["start"] for c in calls)
     took = starts[-1] - starts[0]
     achieved = (len(calls) - 1) / took

@@ -239,10 +239,9 @@ def make_engine(url: str, *, connections: int = 5, pooled: bool = False) -> Engi
 
     ``connections`` is how many a process keeps open to PostgreSQL (opened as needed):
     as many as its threads that write at once, so none is opened and closed per call.
-    ``pooled``: a pooler in transaction mode (PgBouncer) stands between, which hands each
-    transaction any server connection: no startup options (the statement timeout is then
-    the role's, ``ALTER ROLE ... SET statement_timeout``) and no server-side prepared
-    statements (psycopg prepares a query after its fifth run, on one connection only).
+    ``pooled``: PgBouncer in transaction mode hands each transaction any server
+    connection: no startup options (the role's statement_timeout stands instead) and no
+    server-side prepared statements (psycopg's live on one connection only).
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
