@@ -56,9 +56,6 @@ class Store:
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         return self.db.transaction(work)
 
-    def ping(self) -> None:
-        self.db.ping()
-
     # -- the inbox -------------------------------------------------------------------------
 
     def append_delivery(self, delivery: Delivery) -> None:

@@ -140,10 +140,6 @@ class Database:
         except self._down as exc:
             raise StoreUnavailable(cause(exc)) from exc
 
-    def ping(self) -> None:
-        with self.read() as conn:
-            conn.execute(sa.text("SELECT 1"))
-
 
 class WriterQueue:
     """SQLite writers of every process take turns through one file lock.
