@@ -4,7 +4,8 @@ Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialec
 transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
 ``events`` (the status-change log), ``outbox`` (messages to the application), ``rate``
 (the shared fetch rate), ``attempts`` (fetches and forwards, for timelines), ``sessions``
-(dashboard sign-outs), ``workers`` (heartbeats), ``stats`` and ``copy``.
+(dashboard sign-outs), ``workers`` (heartbeats), ``stats``, ``copy`` and ``purging``
+(retention's batch deletes).
 ``Store`` runs each single-step operation in its own transaction; a use case that must
 lock, decide and save in one transaction calls ``transaction`` with the adapter
 functions instead.

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from receiver.store.purging import delete_batch
 from receiver.store.schema import attempts
 
 SHOWN = 200  # an instance's latest attempts of each kind in its timeline
@@ -34,7 +35,4 @@ def for_instance(conn: Connection, instance_id: str) -> list[dict[str, Any]]:
 
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Delete up to ``limit`` attempts made before ``before``."""
-    oldest = (
-        sa.select(attempts.c.id).where(attempts.c.at < before).order_by(attempts.c.id).limit(limit)
-    )
-    return conn.execute(attempts.delete().where(attempts.c.id.in_(oldest))).rowcount
+    return delete_batch(conn, attempts, limit, attempts.c.at < before)

@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from receiver.store.engine import Raced
+from receiver.store.purging import delete_batch
 from receiver.store.schema import idempotency_keys as keys
 
 LIFETIME = 86400.0  # seconds a key answers with its first result
@@ -45,5 +46,4 @@ def give_back(conn: Connection, key: str) -> None:
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Forget up to ``limit`` keys older than a day (``before`` is retention's cut-off,
     always older)."""
-    old = sa.select(keys.c.key).where(keys.c.created_at < before).limit(limit)
-    return conn.execute(keys.delete().where(keys.c.key.in_(old))).rowcount
+    return delete_batch(conn, keys, limit, keys.c.created_at < before)

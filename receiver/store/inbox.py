@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from receiver.store.purging import delete_batch
 from receiver.store.schema import deliveries
 
 
@@ -191,10 +192,10 @@ def erase(conn: Connection, instance_id: str) -> list[float]:
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Delete up to ``limit`` folded deliveries that arrived before ``before``; unfolded
     ones stay."""
-    oldest = (
-        sa.select(deliveries.c.id)
-        .where(deliveries.c.received_at < before, deliveries.c.folded_at.is_not(None))
-        .order_by(deliveries.c.id)
-        .limit(limit)
+    return delete_batch(
+        conn,
+        deliveries,
+        limit,
+        deliveries.c.received_at < before,
+        deliveries.c.folded_at.is_not(None),
     )
-    return conn.execute(deliveries.delete().where(deliveries.c.id.in_(oldest))).rowcount

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from receiver.errors import Superseded
 from receiver.store import attempts
+from receiver.store.purging import delete_batch
 from receiver.store.schema import MAX_ID, outbox
 
 PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
@@ -231,10 +232,6 @@ def erase(conn: Connection, instance_id: str) -> int:
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Delete up to ``limit`` messages written before ``before`` that are done with
     (delivered, or failed for good); pending ones stay."""
-    oldest = (
-        sa.select(outbox.c.seq)
-        .where(outbox.c.status != PENDING, outbox.c.created_at < before)
-        .order_by(outbox.c.seq)
-        .limit(limit)
+    return delete_batch(
+        conn, outbox, limit, outbox.c.status != PENDING, outbox.c.created_at < before
     )
-    return conn.execute(outbox.delete().where(outbox.c.seq.in_(oldest))).rowcount

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from receiver.store.purging import delete_batch
 from receiver.store.schema import revoked_sessions
 
 
@@ -21,10 +22,4 @@ def revoked(conn: Connection, sid: str) -> bool:
 
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Forget up to ``limit`` revocations of sessions that ended before ``before``."""
-    ended = (
-        sa.select(revoked_sessions.c.sid)
-        .where(revoked_sessions.c.until < before)
-        .order_by(revoked_sessions.c.sid)
-        .limit(limit)
-    )
-    return conn.execute(revoked_sessions.delete().where(revoked_sessions.c.sid.in_(ended))).rowcount
+    return delete_batch(conn, revoked_sessions, limit, revoked_sessions.c.until < before)

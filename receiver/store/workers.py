@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from receiver.store.purging import delete_batch
 from receiver.store.schema import workers
 
 LISTED = 20  # the most recently seen workers that a read lists
@@ -35,10 +36,4 @@ def newest(conn: Connection) -> float | None:
 
 def purge(conn: Connection, before: float, limit: int) -> int:
     """Forget up to ``limit`` workers last seen before ``before``."""
-    gone = (
-        sa.select(workers.c.owner)
-        .where(workers.c.seen_at < before)
-        .order_by(workers.c.owner)
-        .limit(limit)
-    )
-    return conn.execute(workers.delete().where(workers.c.owner.in_(gone))).rowcount
+    return delete_batch(conn, workers, limit, workers.c.seen_at < before)
