@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,8 @@ class Metrics:
         if self.directory:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
-            with metricfiles.reading(self.directory):
-                counts = generate_latest(registry)
-        else:
+        summing = metricfiles.reading(self.directory) if self.directory else nullcontext()
+        with summing:
             counts = generate_latest(registry)
         text = counts + generate_latest(_store_registry(store, now))
         return text, CONTENT_TYPE_LATEST

@@ -42,7 +42,8 @@ class DatabaseClock:
         now = self.local()
         if self._measured_at is None or now - self._measured_at >= REFRESH:
             self.measure()
-        return self.local() - self.skew
+            now = self.local()  # the measurement took a round trip
+        return now - self.skew
 
     def measure(self) -> None:
         """Measure the skew again (if the database answers, and quickly)."""

@@ -69,8 +69,9 @@ def metrics() -> Response:
 @health.get("/readyz")
 def readyz() -> Response | tuple[dict[str, Any], int]:
     """Ready: the store answers, and a worker was seen lately (or none ever ran)."""
+    services = context.services()
     try:
-        seen = liveness.read(context.services())
+        seen = liveness.read(services)
     except Exception as exc:  # readiness answers for any failure of the store, whatever its kind
         log.warning("readyz.store_down", extra={"error": cause(exc)})
         detail = "the store did not answer (its cause is logged as readyz.store_down)"
@@ -78,5 +79,5 @@ def readyz() -> Response | tuple[dict[str, Any], int]:
         return problems.problem("store-unavailable", detail, retry)
     if seen.problem:
         return problems.problem("no-worker-seen", seen.problem, workers=seen.report())
-    skew = round(liveness.skew_of(context.services()), 3)
+    skew = round(liveness.skew_of(services), 3)
     return {"status": "ready", "clockSkewSeconds": skew, "workers": seen.report()}, 200
