@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
+from receiver import web
 from receiver.services import Services
 from receiver.testing.simulator import Fault, Simulator
 from receiver.web import create_app
@@ -70,3 +73,26 @@ def test_a_retry_while_the_first_is_under_way_is_told_to_wait(services: Services
     )
     assert (waiting.status_code, waiting.headers["Retry-After"]) == (409, "1")
     assert waiting.get_json()["type"] == "/problems/request-in-progress"
+
+
+def test_the_document_and_the_server_agree_on_which_keys_are_sane(
+    services: Services, sim: Simulator
+) -> None:
+    """A key the document allows is taken, one it forbids is a 400: a generated client
+    that checks the pattern never meets a 400 for a key it let through."""
+    spec = json.loads(Path(web.__file__).with_name("openapi.json").read_text())
+    [param] = [
+        p
+        for p in spec["paths"]["/api/v1/journeys"]["post"]["parameters"]
+        if p.get("name") == "Idempotency-Key"
+    ]
+    pattern = re.compile(param["schema"]["pattern"])
+    client = create_app(services=services).test_client()
+    keys = ["k", "order 9 retry", "~!" * 127 + "x", "x" * 256, " k", "k ", "é", "k\x85", "\t"]
+    for key in keys:
+        allowed = bool(pattern.search(key)) and len(key) <= param["schema"]["maxLength"]
+        answer = client.post(
+            "/api/v1/journeys", json=JOURNEY, headers=AUTH | {"Idempotency-Key": key}
+        )
+        assert answer.status_code == (201 if allowed else 400), key
+    assert starts(sim) == 3

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import math
+import re
 from typing import Any
 
 from flask import Blueprint, request
@@ -28,6 +29,8 @@ from receiver.web import context, reads
 from receiver.web.bodies import parse_object, read_body
 
 log = logging.getLogger("receiver.api")
+# visible ASCII, spaces only inside: what a header carries unchanged (the document says the same)
+IDEMPOTENCY_KEY = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
@@ -75,10 +78,10 @@ def start_journey() -> Any:
         raise Problem("invalid-field", "context: a JSON object", field="context")
     reference = _reference(payload)
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise Problem(
             "invalid-parameter",
-            "Idempotency-Key: 1-255 printable characters",
+            "Idempotency-Key: 1-255 visible ASCII characters (spaces only inside)",
             field="Idempotency-Key",
         )
     services = context.services()
