@@ -6,13 +6,21 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from receiver import usecases
+from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered, TtlPassed
+from receiver.domain.schedule import Policy
+from receiver.store import Store
+
+DONE = GbgState(COMPLETED, "Completed", outcome="Of Age")
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes once decoded
 
 
@@ -35,6 +43,7 @@ class App:
     script: dict[str, list[int]] = field(default_factory=dict)
     retry_after: str | None = None
     hang: threading.Event | None = None  # while set and unanswered, requests wait
+    delay: float = 0.0  # seconds each answer takes
     trickle: set[str] = field(default_factory=set)  # their answers' headers never end
     in_flight: dict[str, int] = field(default_factory=dict)  # webhook-id: requests now
     overlaps: int = 0  # requests for a message that was already on its way
@@ -94,6 +103,7 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
                     return
                 if app.hang is not None:
                     app.hang.wait(30)
+                time.sleep(app.delay)
                 entry.ended, entry.answered = time.monotonic(), status
                 self._answer(status)
             finally:
@@ -114,6 +124,37 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def seed_messages(store: Store, ids: list[str], now: float) -> None:
+    """Two messages for each of ``ids`` in the outbox, in order: the instance expired, then
+    (a later fetch) completed."""
+    policy = Policy()
+    for start in range(0, len(ids), 250):
+        batch = ids[start : start + 250]
+        born = [(Registered(i), now - policy.ttl - 10) for i in batch]
+        expired = [(TtlPassed(i), now) for i in batch]  # each instance's first change
+        done = [(Fetched(i, DONE), now) for i in batch]  # ... and its second
+        usecases.fold(store, policy, born + expired + done, forward=True)
+
+
+def sent_once_at_a_time_in_order(app: App, messages: int) -> None:
+    """Every one of ``messages`` arrived and verified, none was on its way twice at once,
+    and each instance's came in order (as ``seed_messages`` wrote them)."""
+    assert app.unverified == 0
+    by_id: dict[str, list[Received]] = defaultdict(list)
+    for r in app.received:
+        by_id[r.webhook_id].append(r)
+    assert len(by_id) == messages  # every message arrived
+    for tries in by_id.values():  # never sent twice at the same time
+        spans = sorted((r.started, r.ended) for r in tries)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(spans))
+    by_instance: dict[str, list[Received]] = defaultdict(list)
+    for r in sorted(app.received, key=lambda r: r.started):
+        by_instance[r.body["data"]["instance"]["instanceId"]].append(r)
+    for tries in by_instance.values():  # in order: the completion after the expiry
+        assert [r.body["type"] for r in tries][:2] == ["journey.expired", "journey.completed"]
+        assert tries[0].ended <= tries[1].started
 
 
 @contextmanager

@@ -5,26 +5,29 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import defaultdict
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from receiver import usecases
-from receiver.domain.model import COMPLETED, Fetched, GbgState, Registered, TtlPassed
+from receiver.domain.model import Fetched, Registered
 from receiver.domain.schedule import Policy
 from receiver.migrations import upgrade
 from receiver.store import Store
 from receiver.store.engine import Database
-from tests.appserver import SECRET, App, Received, running
+from tests.appserver import (
+    DONE,
+    SECRET,
+    App,
+    running,
+    seed_messages,
+    sent_once_at_a_time_in_order,
+)
 from tests.conftest import PG_URL, empty_tables
 from tests.processes import Proc, gbg_env, run
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
-
-DONE = GbgState(COMPLETED, "Completed", outcome="Of Age")
 
 
 def forwarding_env(tmp_path: Path, app: App, **extra: str) -> dict[str, str]:
@@ -87,15 +90,8 @@ def test_workers_send_2000_messages_in_order_never_twice_at_once(  # type: ignor
     empty_tables(pg_engine)
     upgrade(pg_engine)
     store = Store(Database(pg_engine))
-    policy = Policy()
     now = time.time()
-    ids = [f"fw-{n}" for n in range(1000)]
-    for start in range(0, len(ids), 250):
-        batch = ids[start : start + 250]
-        born = [(Registered(i), now - policy.ttl - 10) for i in batch]
-        expired = [(TtlPassed(i), now) for i in batch]  # each instance's first change
-        done = [(Fetched(i, DONE), now) for i in batch]  # ... and its second
-        usecases.fold(store, policy, born + expired + done, forward=True)
+    seed_messages(store, [f"fw-{n}" for n in range(1000)], now)
     assert store.snapshot(now)["outbox_pending"] == 2000
     with running(App()) as app:
         assert PG_URL
@@ -106,20 +102,7 @@ def test_workers_send_2000_messages_in_order_never_twice_at_once(  # type: ignor
         wait_for(lambda: store.snapshot(time.time())["outbox_pending"] == 0, 120)
         took = time.monotonic() - started
         assert [w.stop() for w in workers] == [0] * count
-    assert app.unverified == 0
-    by_id: dict[str, list[Received]] = defaultdict(list)
-    for r in app.received:
-        by_id[r.webhook_id].append(r)
-    assert len(by_id) == 2000  # every message arrived
-    for tries in by_id.values():  # never sent twice at the same time
-        spans = sorted((r.started, r.ended) for r in tries)
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(spans))
-    by_instance: dict[str, list[Received]] = defaultdict(list)
-    for r in sorted(app.received, key=lambda r: r.started):
-        by_instance[r.body["data"]["instance"]["instanceId"]].append(r)
-    for tries in by_instance.values():  # in order: the completion after the expiry
-        assert [r.body["type"] for r in tries][:2] == ["journey.expired", "journey.completed"]
-        assert tries[0].ended <= tries[1].started
+    sent_once_at_a_time_in_order(app, 2000)
     shares = [w.log.read_text().count('"forward.attempted"') for w in workers]
     assert all(n > 0 for n in shares), shares
     figure(
