@@ -179,10 +179,12 @@ def start_serve(
     tmp_path: Path,
     procs: list[Proc],
     seed: Callable[[str], None] | None = None,
+    cwd: Path | None = None,
     **env: str,
 ) -> tuple[str, str, Proc]:
     """`gbg-receiver serve --simulator` on fresh ports; answers its base, the simulator's, it.
-    ``seed`` gets the database URL after the migration, before anything starts."""
+    ``seed`` gets the database URL after the migration, before anything starts; ``cwd``,
+    where another tree's ``receiver`` is the one that serves (this one migrates)."""
     # Both ports must be known before anything starts: the worker's GBG URL, and where
     # the simulator's Webhook module posts. Picked here, just before `serve` binds them.
     port, sim_port = free_port(), free_port()
@@ -191,7 +193,7 @@ def start_serve(
     assert run(["migrate"], environment).returncode == 0
     if seed is not None:
         seed(environment["RECEIVER_DATABASE_URL"])
-    serve = Proc(["serve", "--simulator"], environment, tmp_path / "serve.log")
+    serve = Proc(["serve", "--simulator"], environment, tmp_path / "serve.log", cwd=cwd)
     procs.append(serve)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, serve)

@@ -1,4 +1,14 @@
-"""Alembic migrations, run with ``gbg-receiver migrate`` (no alembic.ini needed)."""
+"""Alembic migrations, run with ``gbg-receiver migrate`` (no alembic.ini needed).
+
+Upgrades run in two steps, so that a release rolls out with nothing stopped: each
+migration says its ``phase``. An ``expand`` migration only adds (tables, indexes,
+columns that are nullable or have a default): the previous release runs unchanged on
+it, so ``migrate`` goes first, then the web processes, then the workers, one by one. A
+``contract`` migration removes what no release still running uses; it ships at least one
+release after the code stopped using it. ``tests/test_upgrades.py`` holds both: every
+expand migration keeps every table, column and index, and the previous release's code
+serves a journey end to end on the schema this one migrates to.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = None
 depends_on = None
+phase = "expand"  # or "contract": see receiver/migrations/__init__.py
 
 
 def upgrade() -> None:

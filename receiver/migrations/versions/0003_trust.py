@@ -10,6 +10,7 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 GIVEN_UP = sa.text("polling_gave_up")
 

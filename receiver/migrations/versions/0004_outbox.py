@@ -10,6 +10,7 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 PENDING = sa.text("status = 'pending'")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

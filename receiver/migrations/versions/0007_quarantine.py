@@ -10,6 +10,7 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 
 def upgrade() -> None:

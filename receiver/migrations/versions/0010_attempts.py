@@ -10,6 +10,7 @@ revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

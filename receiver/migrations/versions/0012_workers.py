@@ -10,6 +10,7 @@ revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 
 def upgrade() -> None:
