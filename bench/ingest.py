@@ -1,10 +1,12 @@
 """Ingest: POST /webhooks/gbg against a bare Flask endpoint on the same gunicorn config.
 
 This machine's speed drifts by a factor of two within minutes (other tenants), so the
-three servers run side by side and take turns in short rounds: bare, SQLite,
-PostgreSQL, and so on, with one more bare run at the end. Each target's ratio in a
-round is its rate over the mean of the bare runs just before and just after it; the
-figure reported is the median of the rounds.
+servers run side by side and take turns in short rounds: bare, the ceiling (bare after
+a 1 ms wait that costs no CPU), SQLite, PostgreSQL, and so on, with one more bare run at
+the end. Each target's ratio in a round is its rate over the mean of the bare runs just
+before and just after it; the figure reported is the median of the rounds. Each run
+also counts its server's CPU (every gunicorn process's user and system time, from
+/proc) over the requests it served.
 """
 
 from __future__ import annotations
@@ -16,32 +18,45 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.harness import children, environment, free_port, gunicorn, rss_kib, wait_http, wrk
+from bench.harness import (
+    children,
+    cpu_seconds,
+    environment,
+    free_port,
+    gunicorn,
+    rss_kib,
+    wait_http,
+    wrk,
+)
 
 SECONDS = 5
 ROUNDS = 5
 CONNECTIONS = 16
-TARGETS = ("sqlite", "postgres")
+TARGETS = ("ceiling", "sqlite", "postgres")
+APPS = {"bare": "bench.bare:app", "ceiling": "bench.bare:ceiling"}  # the rest: wsgi:app
 
 
 def measure(databases: dict[str, str], out: Path, *, memory: int = 0) -> dict[str, Any]:
-    """``databases``: a URL for "bare" (unused by it), "sqlite" and "postgres"."""
+    """``databases``: a URL for "bare" and "ceiling" (unused by them), "sqlite" and
+    "postgres"."""
     with ExitStack() as stack:
         urls, masters = {}, {}
         for name, database_url in databases.items():
-            app = "bench.bare:app" if name == "bare" else "wsgi:app"
+            app = APPS.get(name, "wsgi:app")
             urls[name], masters[name] = start(stack, name, app, database_url, out)
+
+        def run(name: str, label: str) -> dict[str, float]:
+            before = cpu_seconds(masters[name].pid)
+            result = wrk(urls[name], seconds=SECONDS, connections=CONNECTIONS, run=label)
+            spent = cpu_seconds(masters[name].pid) - before
+            return result | {"cpu_ms": spent * 1000 / max(result["requests"], 1)}
+
         for name, url in urls.items():
             wrk(url, seconds=2, connections=CONNECTIONS, run=f"{name}-warm")
         rounds: list[dict[str, dict[str, float]]] = []
         for n in range(ROUNDS):
-            rounds.append(
-                {
-                    name: wrk(url, seconds=SECONDS, connections=CONNECTIONS, run=f"{name}-r{n}")
-                    for name, url in urls.items()
-                }
-            )
-        last_bare = wrk(urls["bare"], seconds=SECONDS, connections=CONNECTIONS, run="bare-last")
+            rounds.append({name: run(name, f"{name}-r{n}") for name in urls})
+        last_bare = run("bare", "bare-last")
         bares = [r["bare"] for r in rounds] + [last_bare]
         result: dict[str, Any] = {"rounds": rounds, "bare": bares}
         for name in TARGETS:
@@ -55,8 +70,10 @@ def measure(databases: dict[str, str], out: Path, *, memory: int = 0) -> dict[st
                 "rps": median(r[name]["rps"] for r in rounds),
                 "p50_ms": median(r[name]["p50_ms"] for r in rounds),
                 "p99_ms": median(r[name]["p99_ms"] for r in rounds),
+                "cpu_ms": median(r[name]["cpu_ms"] for r in rounds),
             }
         result["bare_rps"] = median(b["rps"] for b in bares)
+        result["bare_cpu_ms"] = median(b["cpu_ms"] for b in bares)
         full = {name: [r[name] for r in rounds] for name in TARGETS}
         full["bare"] = bares
         # Half load: each at half its own full rate; bare before and after the others.

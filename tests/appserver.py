@@ -132,10 +132,10 @@ def seed_messages(store: Store, ids: list[str], now: float) -> None:
     policy = Policy()
     for start in range(0, len(ids), 250):
         batch = ids[start : start + 250]
-        born = [(Registered(i), now - policy.ttl - 10) for i in batch]
-        expired = [(TtlPassed(i), now) for i in batch]  # each instance's first change
-        done = [(Fetched(i, DONE), now) for i in batch]  # ... and its second
-        usecases.fold(store, policy, born + expired + done, forward=True)
+        changes: list[tuple[Any, float]] = [(Registered(i), now - policy.ttl - 10) for i in batch]
+        changes += [(TtlPassed(i), now) for i in batch]  # each instance's first change
+        changes += [(Fetched(i, DONE), now) for i in batch]  # ... and its second
+        usecases.fold(store, policy, changes, forward=True)
 
 
 def sent_once_at_a_time_in_order(app: App, messages: int) -> None:
