@@ -7,6 +7,7 @@ created (and dropped) through BENCH_PG_ADMIN_URL, default the local `test` datab
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sqlite3
@@ -97,6 +98,9 @@ def main() -> int:
                 f"DROP DATABASE IF EXISTS {sa.engine.make_url(pg_url).database} WITH (FORCE)"
             )
     results["seconds"] = time.monotonic() - started
+    raw = out / "results.json"  # kept, so that a run is never lost to the report
+    raw.write_text(json.dumps(results, default=str))
+    step(f"raw results: {raw}")
     report = render(results)
     print(report)
     if wanted == everything:
@@ -352,7 +356,7 @@ def scaling_table(s: dict[str, Any]) -> list[str]:
 
 
 def memory_table(r: dict[str, Any]) -> list[str]:
-    m = r["ingest"]["postgres"]["memory"]
+    m = r["ingest"]["memory"]
     rows = [
         "## 6. Memory",
         "",
