@@ -7,8 +7,8 @@ created (and dropped) through BENCH_PG_ADMIN_URL, default the local `test` datab
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import platform
 import sqlite3
 import subprocess
@@ -98,8 +98,8 @@ def main() -> int:
                 f"DROP DATABASE IF EXISTS {sa.engine.make_url(pg_url).database} WITH (FORCE)"
             )
     results["seconds"] = time.monotonic() - started
-    raw = out / "results.json"  # kept, so that a run is never lost to the report
-    raw.write_text(json.dumps(results, default=str))
+    raw = out / "results.pickle"  # kept, so that a run is never lost to the report
+    raw.write_bytes(pickle.dumps(results))
     step(f"raw results: {raw}")
     report = render(results)
     print(report)

@@ -69,7 +69,7 @@ class Metrics:
             buckets=_HTTP_BUCKETS,
         )
 
-    def render(self, store: Store, now: float) -> tuple[bytes, str]:
+    def render(self, store: Store, clock: Callable[[], float]) -> tuple[bytes, str]:
         """The exposition text: every process's counters plus the store's gauges."""
         from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
         from prometheus_client.core import CollectorRegistry
@@ -82,7 +82,7 @@ class Metrics:
         summing = metricfiles.reading(self.directory) if self.directory else nullcontext()
         with summing:
             counts = generate_latest(registry)
-        text = counts + generate_latest(_store_registry(store, now))
+        text = counts + generate_latest(_store_registry(store, clock))
         return text, CONTENT_TYPE_LATEST
 
     def serve(self, store: Store, clock: Callable[[], float], bind: str) -> ThreadingHTTPServer:
@@ -95,7 +95,7 @@ class Metrics:
                 if self.path.split("?", 1)[0] != "/metrics":
                     self.send_error(404)
                     return
-                text, content_type = render(store, clock())
+                text, content_type = render(store, clock)
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(text)))
@@ -195,15 +195,15 @@ _GAUGES = (
 )
 
 
-def _store_registry(store: Store, now: float) -> Any:
+def _store_registry(store: Store, clock: Callable[[], float]) -> Any:
     from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 
     class StoreCollector:
         def collect(self) -> Any:
             # The store down is a figure too: the processes' own counters (503s among
             # them) are still served, so the scrape itself does not fail with it.
-            try:
-                facts = store.snapshot(now)
+            try:  # the database's clock, unmeasured while the store is down, counts as down
+                facts = store.snapshot(clock())
             except StoreUnavailable as exc:
                 log.warning("metrics.store_unavailable", extra={"error": str(exc)})
                 facts = None

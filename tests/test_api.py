@@ -175,7 +175,7 @@ def test_readyz_is_200_when_the_store_answers(client) -> None:  # type: ignore[n
 def test_a_made_up_method_adds_no_metric_series(client, services: Services) -> None:  # type: ignore[no-untyped-def]
     for method in ("BREW", "X-ANYTHING-1", "X-ANYTHING-2"):
         assert client.open("/healthz", method=method).status_code == 405
-    text = services.metrics.render(services.store, services.clock())[0].decode()
+    text = services.metrics.render(services.store, services.clock)[0].decode()
     assert 'method="BREW"' not in text
     assert 'endpoint="unmatched",method="other",status="405"' in text
 

@@ -10,7 +10,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from receiver import metrics
 from receiver.errors import StoreUnavailable
+from receiver.store import Store
 from receiver.store.clock import BOUND, DRIFT, REFRESH, DatabaseClock
 from receiver.store.engine import Database
 
@@ -90,3 +92,11 @@ def test_a_slow_round_trip_is_kept_only_when_it_says_more_than_the_one_held(
     ticks.step = 3.0
     clock.measure()
     assert clock.error(ticks.now - 3.0) == pytest.approx(held + 3.0 * DRIFT)  # kept
+
+
+def test_a_scrape_before_the_clock_is_measured_says_the_store_is_down() -> None:
+    """The processes' own counters are still served: the scrape does not fail with it."""
+    store = Store(Database.from_url(DOWN))
+    text = metrics.start(None).render(store, DatabaseClock(store.db))[0].decode()
+    assert "\ngbg_receiver_store_up 0.0\n" in text
+    assert "# TYPE gbg_receiver_webhooks_total counter" in text

@@ -62,7 +62,7 @@ def _problem_type(kind: str) -> dict[str, Any]:
 @health.get("/metrics")
 def metrics() -> Response:
     services = context.services()
-    text, content_type = services.metrics.render(services.store, services.clock())
+    text, content_type = services.metrics.render(services.store, services.clock)
     return Response(text, content_type=content_type)
 
 
