@@ -200,11 +200,20 @@ def start_serve(
     return base, sim, serve
 
 
-def seed_due(pg_engine: Any, sim: Any, ids: list[str], now: float) -> None:
-    """``ids`` as in-progress instances due for a fetch at ``now``, each Completed at
-    GBG (the simulator): the pollers' work, written in one statement."""
+def due_for_pollers(
+    tmp_path: Path, sim: Any, pg_engine: Any, ids: list[str], rate: int
+) -> dict[str, str]:
+    """``ids`` as in-progress instances due for a fetch now, in an emptied PostgreSQL
+    store (written in one statement), each Completed at the simulator, which answers in
+    20 ms: the pollers' work. Answers the pollers' environment at a shared limit of
+    ``rate`` fetches a second."""
     import sqlalchemy as sa
 
+    from tests.conftest import PG_URL, empty_tables
+
+    assert PG_URL
+    empty_tables(pg_engine)
+    now = time.time()
     for iid in ids:
         sim.set_status(iid, "Completed")
     with pg_engine.begin() as conn:
@@ -216,6 +225,10 @@ def seed_due(pg_engine: Any, sim: Any, ids: list[str], now: float) -> None:
             ),
             [{"i": i, "t": now} for i in ids],
         )
+    sim.latency = 0.02
+    return gbg_env(
+        tmp_path, sim.base_url, RECEIVER_DATABASE_URL=PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate)
+    )
 
 
 def overlapping(calls: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[float, float]]], int]:

@@ -23,11 +23,11 @@ from receiver.testing.simulator import Simulator
 from tests.conftest import PG_URL, empty_tables
 from tests.processes import (
     Proc,
+    due_for_pollers,
     gbg_env,
     overlapping,
     post_webhook,
     run,
-    seed_due,
     start_web,
 )
 
@@ -181,17 +181,10 @@ def busiest_second(times: list[float]) -> int:
 def test_four_pollers_never_overlap_and_hold_the_rate(  # type: ignore[no-untyped-def]
     tmp_path: Path, procs: list[Proc], sim: Simulator, pg_engine: sa.Engine, figure
 ) -> None:
-    empty_tables(pg_engine)
-    assert PG_URL
     rate, total = 250, 10_000
-    store = Store(Database(pg_engine))
-    now = time.time()
     ids = [f"many-{n:05d}" for n in range(total)]
-    seed_due(pg_engine, sim, ids, now)
-    sim.latency = 0.02
-    env = gbg_env(
-        tmp_path, sim.base_url, RECEIVER_DATABASE_URL=PG_URL, RECEIVER_GBG_RATE_LIMIT=str(rate)
-    )  # type: ignore[attr-defined]
+    env = due_for_pollers(tmp_path, sim, pg_engine, ids, rate)
+    store = Store(Database(pg_engine))
     pollers = [Proc(["poller"], env, tmp_path / f"poller-{n}.log") for n in range(4)]
     procs += pollers
     deadline = time.monotonic() + total / rate + 60

@@ -19,7 +19,7 @@ from receiver.store.engine import Database
 from receiver.testing.simulator import Simulator
 from tests.appserver import SECRET, App, running, seed_messages, sent_once_at_a_time_in_order
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, gbg_env, overlapping, seed_due
+from tests.processes import Proc, due_for_pollers, gbg_env, overlapping
 
 pytestmark = [pytest.mark.live, pytest.mark.reliability]
 
@@ -62,20 +62,10 @@ def test_pollers_two_minutes_apart_keep_the_rate_and_never_overlap_on_postgres(
     figure: Any,
     faketime: Path,
 ) -> None:
-    empty_tables(pg_engine)
-    assert PG_URL
     rate, total = 100, 1500
-    store = Store(Database(pg_engine))
-    now = time.time()
     ids = [f"skew-{n:05d}" for n in range(total)]
-    seed_due(pg_engine, sim, ids, now)
-    sim.latency = 0.02
-    env = gbg_env(
-        tmp_path,
-        sim.base_url,  # type: ignore[attr-defined]
-        RECEIVER_DATABASE_URL=PG_URL,
-        RECEIVER_GBG_RATE_LIMIT=str(rate),
-    )
+    env = due_for_pollers(tmp_path, sim, pg_engine, ids, rate)
+    store = Store(Database(pg_engine))
     pollers = [
         Proc(["poller"], skewed(env, offset), tmp_path / f"poller{offset}.log")
         for offset in OFFSETS
