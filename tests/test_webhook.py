@@ -6,6 +6,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import time
 
 import pytest
@@ -400,6 +401,53 @@ def test_request_id_is_echoed_or_made(client) -> None:  # type: ignore[no-untype
     made = client.get("/healthz")
     assert given.headers["X-Request-ID"] == "req-42"
     assert len(made.headers["X-Request-ID"]) == 32
+    # The webhook, answered in front of Flask, does the same, refusals included.
+    hook = {"X-Request-ID": "req-43", **basic()}
+    assert (
+        client.post(URL, json={"instanceId": "r-1"}, headers=hook).headers["X-Request-ID"]
+        == "req-43"
+    )
+    refused = client.post(URL, json={"instanceId": "r-1"}, headers={"X-Request-ID": "req-44"})
+    assert (refused.status_code, refused.headers["X-Request-ID"]) == (401, "req-44")
+    assert len(client.post(URL, json={}, headers=basic()).headers["X-Request-ID"]) == 32
+
+
+def test_only_post_is_allowed_on_the_webhook(client, store: Store) -> None:  # type: ignore[no-untyped-def]
+    for method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"):
+        answer = client.open(URL, method=method, headers=basic())
+        assert answer.status_code == 405, method
+        assert answer.headers["Allow"] == "POST"
+        assert answer.mimetype == "application/problem+json"
+    assert client.get(URL).get_json()["type"] == "about:blank"
+    assert client.post(URL + "/", json={"instanceId": "x"}, headers=basic()).status_code == 404
+    assert nothing_stored(store)
+
+
+def test_a_bug_while_accepting_is_a_logged_500_and_counted(  # type: ignore[no-untyped-def]
+    client, services: Services, monkeypatch, caplog
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    def failures() -> float:
+        text = services.metrics.render(services.store, services.clock)[0].decode()
+        found = re.search(r'^gbg_receiver_webhooks_total\{outcome="500"\} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    before = failures()
+    monkeypatch.setattr(usecases, "record_webhook", broken)
+    answer = client.post(URL, json={"instanceId": "b-1"}, headers=basic())
+    assert answer.status_code == 500
+    assert answer.get_json() == {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": answer.get_json()["detail"],
+    }
+    [record] = [r for r in caplog.records if r.getMessage() == "http.unhandled"]
+    assert record.exc_info is not None
+    assert "a bug" in str(record.exc_info[1])
+    assert failures() == before + 1
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,11 @@
-"""The web layer, the only one with Flask: the webhook, the API, the dashboard and the
-health checks."""
+"""The web layer, the only one with Flask: the webhook (in front of Flask, see
+``receiver.web.webhook``), the API, the dashboard and the health checks."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -15,22 +14,11 @@ from receiver.config import Settings
 from receiver.errors import Problem
 from receiver.log import request_id
 from receiver.services import Services, build_services
-from receiver.web import api, health, problems, webhook
+from receiver.web import api, exchange, health, problems, webhook
 from receiver.web.dashboard import bp as dashboard_bp
 from receiver.web.dashboard import signin
 
 log = logging.getLogger("receiver.web")
-
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-WEBHOOK_OUTCOMES = {
-    "202": "accepted",
-    "400": "malformed",
-    "401": "unauthorized",
-    "413": "too_large",
-    "422": "unprocessable",
-    "503": "store_unavailable",
-}
-
 
 # /metrics and the dashboard answer the internal network only, however the service is
 # reached (a proxy's allow-list, or a port published straight from the container): the
@@ -68,13 +56,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver"] = services
+    app.wsgi_app = webhook.WebhookEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
 
-    app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.health)
     signin.configure(app, settings.api_tokens)
@@ -82,8 +70,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @app.before_request
     def _start() -> None:
-        rid = request.headers.get("X-Request-ID", "")
-        g.request_id = rid if 0 < len(rid) <= 64 and rid.isprintable() else uuid.uuid4().hex
+        g.request_id = exchange.request_id_for(request.headers.get("X-Request-ID", ""))
         g.token = request_id.set(g.request_id)
         g.started = time.perf_counter()
         path = request.path
@@ -95,11 +82,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         response.headers["X-Request-ID"] = g.get("request_id", "")
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        status = str(response.status_code)
-        method = request.method if request.method in METHODS else "other"  # bounded labels
-        services.metrics.request_seconds.labels(method, endpoint, status).observe(seconds)
-        if request.endpoint == "webhook.receive":
-            services.metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(status, status)).inc()
+        exchange.observe(services.metrics, request.method, endpoint, response.status_code, seconds)
         return response
 
     @app.teardown_request

@@ -51,7 +51,7 @@ def require_token() -> None:
 
 @bp.post("/instances")
 def register() -> tuple[dict[str, Any], int]:
-    payload = parse_object(read_body(), nul=True)  # only the reference is kept
+    payload = parse_object(read_body(request), nul=True)  # only the reference is kept
     instance_id = payload.get("instanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
         raise Problem(
@@ -68,7 +68,7 @@ def register() -> tuple[dict[str, Any], int]:
 def start_journey() -> Any:
     """Start a journey at GBG with the server's token, and register its instance; with an
     Idempotency-Key, a retry within a day answers the first start's instance."""
-    payload = parse_object(read_body(), nul=True)  # only the reference is kept
+    payload = parse_object(read_body(request), nul=True)  # only the reference is kept
     resource_id, journey_context = payload.get("resourceId"), payload.get("context", {})
     if not isinstance(resource_id, str) or not 0 < len(resource_id) <= 256:
         raise Problem(

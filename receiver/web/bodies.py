@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from werkzeug.wrappers import Request
 
 from receiver import strictjson
 from receiver.errors import Problem
@@ -12,13 +12,13 @@ from receiver.errors import Problem
 DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
 
 
-def read_body() -> bytes:
+def read_body(request: Request) -> bytes:
     """The request body, streamed and never buffered past the limit; 413 beyond it.
 
-    Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without an error, so the app
-    sets that one byte above the limit and a body that reaches it is refused here.
+    Werkzeug stops a chunked body at ``max_content_length`` without an error, so the
+    callers set that one byte above the limit and a body that reaches it is refused here.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"] - 1
+    limit = (request.max_content_length or 1) - 1
     declared = request.content_length or 0
     body = b"" if declared > limit else request.get_data(cache=False)
     if max(declared, len(body)) > limit:
