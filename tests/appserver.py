@@ -32,6 +32,7 @@ class Received:
     ended: float = 0.0
     answered: int = 0
     at: float = field(default_factory=time.time)  # wall clock, to compare with other logs
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +91,7 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
                 self._answer(400)
                 return
             entry = Received(self.headers["webhook-id"], body, time.monotonic())
+            entry.headers = dict(self.headers.items())
             instance_id = body["data"]["instance"]["instanceId"]
             with app.lock:
                 app.received.append(entry)

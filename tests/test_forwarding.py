@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from receiver import usecases
+from receiver import notify, usecases
 from receiver.domain.model import TtlPassed
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
@@ -149,6 +150,63 @@ def test_a_message_that_used_up_its_attempts_is_kept_and_replayable(
         text = client.get("/metrics").get_data(as_text=True)
         assert sample(text, FAILED) == failed_before + 1
         assert "gbg_receiver_outbox_depth 0.0" in text
+        forwarder.close()
+
+
+def test_each_attempt_says_what_came_of_it_in_one_line(
+    services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """forward.attempted (what an operator greps for), forward.replayed and the headers
+    the application sees: named and valued exactly."""
+    caplog.set_level(logging.INFO)
+    with running(App(script={"l-1": [503]}, retry_after="60")) as app:
+        forwarder = forwarding(services, app)
+        complete(services, sim, clock, "l-1")
+        assert send(forwarder) == ["http_503"]
+        clock.advance(61)
+        assert send(forwarder) == ["delivered"]
+        first, second = app.received
+        seq = first.body["data"]["seq"]
+        for received in (first, second):
+            assert received.headers["Content-Type"] == "application/json"
+            assert received.headers["User-Agent"] == "gbg-receiver"
+            assert received.webhook_id == f"msg_gbgr_{seq}"
+        lines = [vars(r) for r in caplog.records if r.getMessage() == "forward.attempted"]
+        shown = ("seq", "instance_id", "attempt", "outcome", "error", "next_attempt_in_s")
+        said = [{k: line[k] for k in (*shown, "lease_kept")} for line in lines]
+        assert said == [
+            dict(zip(shown, (seq, "l-1", 1, "http_503", "http_503", 60.0), strict=True))
+            | {"lease_kept": True},
+            dict(zip(shown, (seq, "l-1", 2, "delivered", None, None), strict=True))
+            | {"lease_kept": True},
+        ]
+        forwarder.close()
+
+
+def test_a_replay_and_a_bug_in_an_attempt_are_logged_with_their_message(
+    services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with running(App(script={"r-1": [500] * 8})) as app:
+        forwarder = forwarding(services, app)
+        complete(services, sim, clock, "r-1")
+        for _ in range(8):
+            send(forwarder)
+            clock.advance(36001)
+        [message] = services.store.messages(status="failed", limit=5)
+        assert notify.replay(services, message.seq) is not None
+        [replayed] = [vars(r) for r in caplog.records if r.getMessage() == "forward.replayed"]
+        assert (replayed["seq"], replayed["instance_id"]) == (message.seq, "r-1")
+
+        def broken(*_: object) -> str:
+            raise RuntimeError("a bug")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(notify, "attempt", broken)
+            assert send(forwarder) == [None]  # the lease lapses; another attempt follows
+        [failed] = [r for r in caplog.records if r.getMessage() == "forward.failed"]
+        assert (vars(failed)["seq"], failed.levelname) == (message.seq, "ERROR")
+        assert failed.exc_info is not None
         forwarder.close()
 
 
