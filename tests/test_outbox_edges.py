@@ -83,14 +83,14 @@ def test_a_worker_that_lost_its_lease_cannot_record_over_the_new_owner(
 def test_only_a_2xx_is_delivered_a_redirect_is_not(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with running(App(script={"r-1": [301, 307, 304, 200]})) as app:
+    with running(App(script={"r-1": [300, 301, 307, 304, 200]})) as app:
         forwarder = forwarding(services, app)
         complete(services, sim, clock, "r-1")
         outcomes = []
-        for _ in range(4):
+        for _ in range(5):
             outcomes += send(forwarder)
             clock.advance(86400)
-        assert outcomes == ["http_301", "http_307", "http_304", "delivered"]
+        assert outcomes == ["http_300", "http_301", "http_307", "http_304", "delivered"]
         forwarder.close()
 
 
