@@ -4,6 +4,7 @@ shows, the actions, and what it refuses. The browser tests are in test_dashboard
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import zlib
 from typing import Any
@@ -95,6 +96,7 @@ def test_a_token_signs_in_to_a_cookie_that_does_not_hold_it(client: FlaskClient)
     assert cookie.startswith("__Secure-gbgr-dashboard=")
     for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/dashboard"):
         assert flag in cookie.split("; ")
+    assert "Expires=" in cookie  # kept across a browser restart, for the session's 8 h
     value = cookie.split(";")[0].split("=", 1)[1]
     compressed, payload = value.startswith("."), value.lstrip(".").split(".")[0]
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
@@ -130,7 +132,8 @@ def test_signing_in_and_every_action_need_the_forms_csrf_token(
         for data in ({}, {"csrf": "forged"}):
             answer = client.post(path, data=data)
             assert answer.status_code == 400, path
-            assert "CSRF" in answer.get_data(as_text=True)
+            said = "the form&#39;s CSRF token is missing or out of date: reload the page"
+            assert said in answer.get_data(as_text=True)
     assert services.store.get("c-1").last_polled_at is None  # type: ignore[union-attr]
     assert client.get("/dashboard/").status_code == 200  # still signed in
 
@@ -163,9 +166,9 @@ def test_a_session_ends_after_eight_hours_or_when_its_token_is_removed(
     services: Services, client: FlaskClient, clock: FakeClock
 ) -> None:
     sign_in(client)
-    clock.advance(8 * 3600 - 1)
-    assert client.get("/dashboard/").status_code == 200
-    clock.advance(2)
+    clock.advance(8 * 3600)
+    assert client.get("/dashboard/").status_code == 200  # 8 h to the second
+    clock.advance(1)
     assert client.get("/dashboard/").status_code == 302
     sign_in(client)
     cookie = client.get_cookie("__Secure-gbgr-dashboard", path="/dashboard")
@@ -176,6 +179,54 @@ def test_a_session_ends_after_eight_hours_or_when_its_token_is_removed(
     assert rotated.get("/dashboard/").status_code == 302
     assert sign_in(rotated, API_TOKEN).status_code == 401
     assert sign_in(rotated, OTHER_TOKEN).status_code == 303
+
+
+def test_a_revocation_outlives_a_purge_while_its_cookie_could_be_used(
+    services: Services, client: FlaskClient, clock: FakeClock
+) -> None:
+    sign_in(client)
+    saved = client.get_cookie("__Secure-gbgr-dashboard", path="/dashboard")
+    assert saved is not None
+    sid = session_of(client)["sid"]
+    clock.advance(3600)
+    post(client, "/dashboard/signout", "/dashboard/")
+    services.store.purge(clock())  # everything that lapsed before now
+    client.set_cookie(saved.key, saved.value, path="/dashboard")
+    assert client.get("/dashboard/").status_code == 302
+    services.store.purge(clock() + 7 * 3600 + 1)  # the cookie has lapsed: so may its revocation
+    assert not services.store.session_revoked(sid)
+
+
+def session_of(client: FlaskClient) -> dict[str, Any]:
+    with client.session_transaction("/dashboard/") as session:
+        return dict(session)
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [{"who": "x"}, {"who": "x", "since": "yesterday", "sid": "s-1"}, {"sid": "s-1"}, {}],
+)
+def test_a_session_missing_its_fields_opens_nothing(
+    client: FlaskClient, kept: dict[str, Any]
+) -> None:
+    """A cookie an earlier release wrote (signed with the same key) lacks fields."""
+    page(client, "/dashboard/signin")  # a session with a CSRF token, as before sign-out
+    with client.session_transaction("/dashboard/") as session:
+        session.update(kept)
+    assert client.get("/dashboard/").status_code == 302  # to the sign-in page, not a 500
+    assert client.get("/dashboard/instances").status_code == 302
+
+
+def test_signing_in_is_logged_with_the_peer_and_never_the_token(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    sign_in(client, "not-the-token-at-all-not-at-all")
+    sign_in(client)
+    lines = [(r.getMessage(), r.levelname, getattr(r, "peer", None)) for r in caplog.records]
+    assert ("dashboard.signin_refused", "WARNING", "127.0.0.1") in lines
+    assert ("dashboard.signed_in", "INFO", "127.0.0.1") in lines
+    assert API_TOKEN not in caplog.text
 
 
 def test_without_api_tokens_nobody_signs_in(services: Services) -> None:

@@ -41,6 +41,7 @@ def test_a_retry_with_the_same_key_answers_the_first_start(
         422,
         "/problems/idempotency-key-reused",
     )
+    assert reused.get_json()["detail"] == "this key came with another body today"
     clock.advance(86401)  # a day later the key is free again
     later = client.post("/api/v1/journeys", json=other, headers=keyed)
     assert later.status_code == 201
@@ -73,6 +74,7 @@ def test_a_retry_while_the_first_is_under_way_is_told_to_wait(services: Services
     )
     assert (waiting.status_code, waiting.headers["Retry-After"]) == (409, "1")
     assert waiting.get_json()["type"] == "/problems/request-in-progress"
+    assert waiting.get_json()["detail"] == "the first request with this key is not done yet"
 
 
 def test_the_document_and_the_server_agree_on_which_keys_are_sane(

@@ -109,16 +109,30 @@ def test_the_application_starts_a_journey_and_reads_its_decision(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status"), [("503", 503), ("404", 400), ("401", 502), ("timeout", 503)]
+    ("fault", "status", "detail", "wait"),
+    [
+        ("503", 503, "no journey was started", "5"),  # GBG said nothing of when: 5 s
+        ("429", 503, "no journey was started", "7"),  # GBG's own Retry-After, passed on
+        ("404", 400, "GBG answered 404", None),
+        ("401", 502, "see the server's log", None),
+        ("timeout", 503, "no journey was started", "5"),
+    ],
 )
 def test_gbg_refusing_or_failing_a_start_is_a_clear_problem_and_registers_nothing(  # type: ignore[no-untyped-def]
-    services: Services, sim: Simulator, client, fault: str, status: int
+    services: Services,
+    sim: Simulator,
+    client,
+    fault: str,
+    status: int,
+    detail: str,
+    wait: str | None,
 ) -> None:
-    sim.add_fault(Fault(fault, on="start", count=2, delay=3.0))
+    sim.add_fault(Fault(fault, on="start", count=2, delay=3.0, retry_after=7))
     answer = client.post("/api/v1/journeys", json={"resourceId": "x@latest"}, headers=BEARER)
     assert answer.status_code == status
     assert answer.mimetype == "application/problem+json"
-    assert ("Retry-After" in answer.headers) == (status == 503)
+    assert answer.get_json()["detail"] == detail
+    assert answer.headers.get("Retry-After") == wait
     assert services.store.page(status=None, limit=10, after=None) == []
 
 

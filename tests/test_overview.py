@@ -8,7 +8,7 @@ from typing import Any
 
 from receiver.web.dashboard.overview import HOUR, Bar, Endings, endings
 
-DAY = 1000 * 24  # an hour number at midnight UTC
+DAY = 20001 * 24  # an hour number at midnight UTC (and not a multiple of 25)
 
 
 def day(counts: dict[int, dict[str, int]]) -> Endings:
@@ -39,6 +39,12 @@ def test_bars_stack_from_the_bottom_in_a_fixed_order_scaled_to_the_busiest_hour(
     assert (second["x"], second["parts"]) == (75.5, [])  # an hour with nothing: no rects
     assert (fourth["x"], fourth["parts"]) == (152.5, [("poll", 80.0, 80.0)])
     assert len(chart["bars"]) == 24
+
+
+def test_a_bar_of_a_third_of_the_top_is_drawn_to_a_tenth_of_a_pixel() -> None:
+    chart = day({0: {"webhook": 3}, 1: {"webhook": 1, "api": 1}}).chart()
+    assert chart["bars"][1]["parts"] == [("webhook", 106.7, 53.3), ("api", 53.3, 53.3)]
+    assert Endings([]).chart()["top"] == 1  # no hours at all: still a scale, no error
 
 
 def test_ticks_every_three_hours_and_a_scale_of_zero_half_and_top() -> None:
