@@ -50,6 +50,21 @@ def test_register_refuses_bad_bodies(client, body, status) -> None:  # type: ign
     assert answer.mimetype == "application/problem+json"
 
 
+def test_a_reference_of_256_characters_is_kept_and_257_is_refused_saying_why(client) -> None:  # type: ignore[no-untyped-def]
+    longest = client.post(
+        "/api/v1/instances", json={"instanceId": "r-256", "reference": "r" * 256}, headers=AUTH
+    )
+    assert (longest.status_code, longest.get_json()["reference"]) == (201, "r" * 256)
+    longer = client.post(
+        "/api/v1/instances", json={"instanceId": "r-257", "reference": "r" * 257}, headers=AUTH
+    )
+    problem = longer.get_json()
+    assert (problem["field"], problem["detail"]) == (
+        "reference",
+        "reference: a string of at most 256 characters, no NUL",
+    )
+
+
 def test_get_unknown_is_404(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/api/v1/instances/nope", headers=AUTH).status_code == 404
     assert client.get("/api/v1/instances/bad%20id", headers=AUTH).status_code == 404

@@ -1,0 +1,115 @@
+"""The store's reads and small writes, one by one, at their edges: the event log's pages
+and hourly endings, the inbox's quarantine, refolds, counts, erase and purge."""
+
+from __future__ import annotations
+
+from receiver.domain.model import Event
+from receiver.store import Store, events, inbox
+from tests.test_store import NOW, delivery
+
+HOUR = 3600.0
+
+
+def log(store: Store, *changes: tuple[str, str, str, float]) -> list[int]:
+    """Append (instance id, status, source, at) events; answer their seqs."""
+    new = [Event(i, status, "in_progress", source, at) for i, status, source, at in changes]
+    return store.transaction(lambda conn: events.append(conn, new))
+
+
+def test_events_after_a_seq_come_in_order_a_page_at_a_time(store: Store) -> None:
+    seqs = log(store, *[(f"e-{n}", "completed", "poll", NOW + n) for n in range(5)])
+    first = store.events_after(0, 2)
+    assert [e["seq"] for e in first] == seqs[:2]
+    rest = store.events_after(seqs[1], 10)
+    assert [e["seq"] for e in rest] == seqs[2:]
+    assert [e["instance_id"] for e in rest] == ["e-2", "e-3", "e-4"]
+    assert store.events_after(seqs[-1], 10) == []
+
+
+def test_endings_by_hour_count_completed_and_failed_from_since_on(store: Store) -> None:
+    hour = 500_000  # whole hours since the epoch
+    start = hour * HOUR
+    log(
+        store,
+        ("h-1", "completed", "webhook", start),  # exactly at ``since``: counted
+        ("h-2", "failed", "webhook", start + 10),
+        ("h-3", "completed", "poll", start + HOUR + 1),
+        ("h-4", "in_progress", "poll", start + 20),  # not an ending
+        ("h-5", "expired", "poll", start + 30),  # not an ending either
+        ("h-6", "completed", "webhook", start - 1),  # before ``since``
+    )
+    assert sorted(store.endings_by_hour(start)) == [
+        (hour, "webhook", 2),
+        (hour + 1, "poll", 1),
+    ]
+
+
+def quarantine(store: Store, *instance_ids: str) -> list[int]:
+    """Append a delivery for each instance and set it aside at once; answer the ids."""
+    for instance_id in instance_ids:
+        store.append_delivery(delivery(instance_id))
+    ids = store.waiting_deliveries(100)[-len(instance_ids) :]
+    for delivery_id in ids:
+        assert store.fold_failed(delivery_id, "ValueError: bad", NOW, tries=1)
+    return ids
+
+
+def test_quarantined_deliveries_are_listed_oldest_first_after_an_id(store: Store) -> None:
+    store.append_delivery(delivery("fine"))  # in the inbox: not listed
+    ids = quarantine(store, "q-1", "q-2", "q-3")
+    assert [d["id"] for d in store.quarantined(limit=2)] == ids[:2]
+    assert [d["id"] for d in store.quarantined(after=ids[0])] == ids[1:]
+    [last] = store.quarantined(after=ids[1])
+    assert (last["instance_id"], last["fold_tries"], last["fold_error"]) == (
+        "q-3",
+        1,
+        "ValueError: bad",
+    )
+
+
+def test_a_refolded_delivery_starts_again_with_no_tries_and_no_reason(store: Store) -> None:
+    first, second = quarantine(store, "r-1", "r-2")
+    assert store.refold(first) == 1
+    assert store.refold(first) == 1  # asked again before it was folded: still back, 1
+    assert store.waiting_for("r-1") == 1
+    [back] = store.deliveries_for("r-1")
+    assert (back["fold_tries"], back["fold_error"], back["quarantined_at"]) == (0, None, None)
+    assert store.waiting_for("r-2") == 0  # set aside: not waiting
+    assert [d["id"] for d in store.quarantined()] == [second]
+    # Back with fresh tries: one more failure does not set it aside when two are allowed.
+    assert not store.fold_failed(first, "ValueError: again", NOW, tries=2)
+    assert store.refold(12345) == 0  # no such delivery
+    assert store.refold() == 1  # every one set aside: r-2
+    assert store.waiting_for("r-2") == 1
+
+
+def test_a_refold_of_a_folded_delivery_answers_zero(store: Store) -> None:
+    [only] = quarantine(store, "f-1")
+    store.refold(only)
+    folded(store, only)
+    assert store.refold(only) == 0
+    assert store.waiting_for("f-1") == 0
+
+
+def folded(store: Store, *delivery_ids: int) -> None:
+    store.transaction(lambda conn: inbox.mark_folded(conn, list(delivery_ids), NOW))
+
+
+def test_waiting_for_counts_only_the_instances_unfolded_deliveries(store: Store) -> None:
+    for _ in range(3):
+        store.append_delivery(delivery("w-1"))
+    store.append_delivery(delivery("w-2"))
+    [first, *_] = store.waiting_deliveries(10)
+    folded(store, first)
+    assert (store.waiting_for("w-1"), store.waiting_for("w-2")) == (2, 1)
+
+
+def test_purge_deletes_folded_deliveries_that_arrived_strictly_before(store: Store) -> None:
+    store.append_delivery(delivery("p-1", at=NOW - 10))
+    store.append_delivery(delivery("p-2", at=NOW))  # exactly at ``before``: kept
+    store.append_delivery(delivery("p-3", at=NOW - 10))  # not folded: kept
+    ids = store.waiting_deliveries(10)
+    folded(store, *ids[:2])
+    assert store.purge(NOW)[0] == 1
+    assert [d["instance_id"] for d in store.deliveries_for("p-1")] == []
+    assert len(store.deliveries_for("p-2")) == len(store.deliveries_for("p-3")) == 1
