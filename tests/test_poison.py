@@ -3,6 +3,7 @@ rest folded, its instance still polled, and folded again after a fix."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -14,14 +15,19 @@ from receiver.domain.model import Observation, WebhookReceived
 from receiver.services import Services
 from receiver.web import create_app
 from tests.conftest import API_TOKEN, FakeClock
+from tests.test_usecase_lines import lines
 from tests.test_webhook import URL, basic
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def test_a_delivery_that_cannot_be_folded_is_set_aside_and_the_rest_fold(
-    services: Services, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    services: Services,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     client = create_app(services=services).test_client()
     usecases.register(services, "poison-1", None)
     clock.advance(services.settings.webhook_timeout + 1)  # due: its webhook is late
@@ -46,6 +52,10 @@ def test_a_delivery_that_cannot_be_folded_is_set_aside_and_the_rest_fold(
     [aside] = client.get("/api/v1/quarantine", headers=BEARER).get_json()["deliveries"]
     assert (aside["instanceId"], aside["foldTries"]) == ("poison-1", 3)
     assert aside["foldError"] == "RuntimeError: a bug in folding"
+    assert lines(caplog, "inbox.fold_failed") == [
+        {"delivery_id": aside["id"], "error": "RuntimeError", "quarantined": last}
+        for last in (False, False, True)
+    ]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert re.search(r"^gbg_receiver_inbox_quarantined 1\.0$", metrics, re.M)
     assert re.search(r"^gbg_receiver_inbox_depth 0\.0$", metrics, re.M)
@@ -59,6 +69,10 @@ def test_a_delivery_that_cannot_be_folded_is_set_aside_and_the_rest_fold(
     assert client.post("/api/v1/quarantine/999/refold", headers=BEARER).status_code == 404
     refolded = client.post(f"/api/v1/quarantine/{aside['id']}/refold", headers=BEARER)
     assert refolded.get_json() == {"id": aside["id"], "refolded": True}
+    assert lines(caplog, "inbox.refolded") == [
+        {"delivery_id": 999, "deliveries": 0},
+        {"delivery_id": aside["id"], "deliveries": 1},
+    ]
     again = client.post(f"/api/v1/quarantine/{aside['id']}/refold", headers=BEARER)
     assert again.status_code == 200  # a retry of the same request: still back in the inbox
     assert usecases.fold_inbox(services) == 1

@@ -1,0 +1,108 @@
+"""What each operator action does at its edges and the one line it logs: expiry in
+batches and only past the TTL, erase, resume, purge with its own period, journey starts.
+Operators search the log by these event names and fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from receiver import usecases
+from receiver.services import Services
+from receiver.store import inbox
+from receiver.testing.simulator import Simulator
+from tests.conftest import FakeClock
+from tests.test_store import delivery
+
+DAY = 86400.0
+
+
+def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
+    """The fields of every record of ``event``, besides logging's own."""
+    own = set(vars(logging.makeLogRecord({}))) | {"message"}
+    return [
+        {k: v for k, v in vars(r).items() if k not in own}
+        for r in caplog.records
+        if r.getMessage() == event
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+
+def test_expiry_takes_only_instances_past_the_ttl(services: Services, clock: FakeClock) -> None:
+    ttl = services.policy.ttl
+    usecases.register(services, "old-1", None)
+    usecases.register(services, "old-2", None)
+    clock.advance(ttl - 100)
+    usecases.register(services, "young", None)
+    clock.advance(101)  # the old ones are a second past the TTL, the young one is not
+    assert usecases.expire(services, clock()) == 2
+    assert [services.store.get(i).status for i in ("old-1", "old-2", "young")] == [  # type: ignore[union-attr]
+        "expired",
+        "expired",
+        "in_progress",
+    ]
+
+
+def test_expiry_goes_a_batch_at_a_time(
+    services: Services, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usecases, "EXPIRE_BATCH", 1)
+    for n in range(2):
+        usecases.register(services, f"b-{n}", None)
+    clock.advance(services.policy.ttl + 1)
+    assert usecases.expire(services, clock()) == 1  # the worker's next round takes the rest
+    assert usecases.expire(services, clock()) == 1
+    assert usecases.expire(services, clock()) == 0
+
+
+def test_erase_logs_only_what_it_erased(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert usecases.erase(services, "nobody") is None
+    usecases.register(services, "e-1", "ORDER-1")
+    assert usecases.erase(services, "e-1") is not None
+    assert lines(caplog, "instance.erased") == [{"instance_id": "e-1"}]
+
+
+def test_resume_logs_how_many_and_which(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert usecases.resume_given_up(services, "r-1") == 0
+    assert usecases.resume_given_up(services) == 0
+    assert lines(caplog, "poll.resumed") == [
+        {"resumed": 0, "instance_id": "r-1"},
+        {"resumed": 0, "instance_id": None},
+    ]
+
+
+def test_purge_keeps_its_own_period_and_says_what_it_did(
+    services: Services, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = services.store
+    store.append_delivery(delivery("p-1", at=clock() - 2 * DAY))
+    [only] = store.waiting_deliveries(1)
+    store.transaction(lambda conn: inbox.mark_folded(conn, [only], clock()))
+    assert services.settings.retention_days > 2
+    assert usecases.purge(services) == (0, 0)  # within the configured retention
+    assert usecases.purge(services, days=1) == (1, 0)  # an operator's shorter period
+    assert lines(caplog, "retention.purged") == [
+        {"rows_deleted": 0, "instances_forgotten": 0, "days": services.settings.retention_days},
+        {"rows_deleted": 1, "instances_forgotten": 0, "days": 1},
+    ]
+
+
+def test_a_journey_start_asks_gbg_for_that_resource_and_logs_it(
+    services: Services, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    decision = usecases.start_journey(services, "age-check@2", {}, "ORDER-7")
+    instance_id = decision.instance.instance_id
+    assert sim.instances[instance_id].resource_id == "age-check@2"
+    assert lines(caplog, "journey.started") == [
+        {"instance_id": instance_id, "resource_id": "age-check@2"}
+    ]
