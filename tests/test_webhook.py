@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import logging
 import os
 import re
 import time
@@ -55,6 +56,29 @@ def test_accepted_once_in_the_inbox_and_folded_by_a_worker(  # type: ignore[no-u
     assert json.loads(stored["body"]) == {"instanceId": "abc-123", "status": "Completed"}
     assert "Authorization" not in stored["headers"]
     assert stored["peer"] == "127.0.0.1"
+
+
+def test_one_line_per_webhook_and_the_inbox_keeps_it_compact(  # type: ignore[no-untyped-def]
+    client, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    long_claim = "C" * 100
+    for body in (
+        {"instanceId": "line-1", "status": "Completed"},
+        {"instanceId": "line-2", "status": long_claim},
+        {"instanceId": "line-3"},
+    ):
+        answer = client.post(URL, json=body, headers=basic() | {"Host": "hooks.example"})
+        assert answer.status_code == 202
+    [first, *_] = [r for r in caplog.records if r.getMessage() == "webhook.accepted"]
+    assert (first.status, first.instance_id, first.peer) == (202, "line-1", "127.0.0.1")  # type: ignore[attr-defined]
+    assert (first.scheme, first.host) == ("http", "hooks.example")  # type: ignore[attr-defined]
+    assert isinstance(first.duration_ms, float)  # type: ignore[attr-defined]
+    assert len([r for r in caplog.records if r.getMessage() == "webhook.accepted"]) == 3
+    [kept] = store.deliveries_for("line-1")
+    assert kept["body"] == b'{"instanceId":"line-1","status":"Completed"}'  # minimised, compact
+    assert [d["claim"] for d in store.deliveries_for("line-2")] == [long_claim[:64]]
+    assert [d["claim"] for d in store.deliveries_for("line-3")] == [None]  # no status: none
 
 
 PERSONAL_BODY = {
