@@ -11,9 +11,11 @@ import re
 import time
 
 import pytest
+from werkzeug.test import EnvironBuilder
 
 from receiver import usecases
 from receiver.config import Settings
+from receiver.log import LOGGED
 from receiver.migrations import upgrade
 from receiver.services import Services, build_services
 from receiver.store import Store, engine
@@ -290,7 +292,25 @@ def test_bad_bodies_get_a_problem_and_store_nothing(client, store, raw, status) 
             if "instanceId" not in payload
             else ("Invalid instance id", "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -")
         )
+        invalid = isinstance(payload, dict) and "instanceId" in payload
+        assert answer.get_json().get("field") == ("instanceId" if invalid else None)
     assert nothing_stored(store)
+
+
+def test_an_accepted_webhook_tells_the_access_log_it_logged_itself(services: Services) -> None:
+    """gunicorn's access log skips a request the app marked: one line per webhook."""
+    app = create_app(services=services)
+    environ = EnvironBuilder(
+        path=URL, method="POST", json={"instanceId": "marked-1"}, headers=basic()
+    ).get_environ()
+    statuses: list[str] = []
+    b"".join(app.wsgi_app(environ, lambda status, headers: statuses.append(status)))
+    assert statuses == ["202 Accepted"]
+    assert environ[LOGGED] is True
+    refused = EnvironBuilder(path=URL, method="POST", json={"instanceId": "m-2"}).get_environ()
+    b"".join(app.wsgi_app(refused, lambda status, headers: statuses.append(status)))
+    assert statuses[-1] == "401 Unauthorized"
+    assert LOGGED not in refused  # a refusal has no line of its own: the access log's stands
 
 
 def test_body_over_the_limit_is_413(services: Services, store: Store) -> None:
