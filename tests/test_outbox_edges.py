@@ -21,6 +21,7 @@ from receiver.web import create_app
 from receiver.workers.forwarder import Forwarder
 from tests.appserver import SECRET, App, running
 from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.test_dashboard import page, post, sign_in
 from tests.test_forwarding import complete, forwarding, send
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -139,12 +140,23 @@ def test_never_an_older_status_after_a_newer_one(
         refused = client.post(f"/api/v1/outbox/{older}/replay", headers=BEARER)
         assert refused.status_code == 409
         assert refused.mimetype == "application/problem+json"
-        assert (
-            f"message {newer}, a later status of its instance, was delivered"
-            in (refused.get_json()["detail"])
+        assert refused.get_json()["detail"] == (
+            f"message {older}: message {newer}, a later status of its instance, was delivered"
         )
         assert send(forwarder) == []  # nothing older goes out after the newer one
         assert [r.body["data"]["seq"] for r in app.delivered()] == [newer]
+        # The newer one sent again (pending, not yet taken): the older stays superseded.
+        again = client.post(f"/api/v1/outbox/{newer}/replay", headers=BEARER).get_json()
+        assert (again["status"], again["attempts"], again["deliveredAt"]) == ("pending", 0, None)
+        still = client.post(f"/api/v1/outbox/{older}/replay", headers=BEARER)
+        assert (still.status_code, still.get_json()["detail"]) == (
+            409,
+            f"message {older}: a later status of its instance was delivered",
+        )
+        sign_in(client)  # the dashboard says so, on the instance's page
+        answer = post(client, f"/dashboard/outbox/{older}/replay", "/dashboard/instances/o-1")
+        assert (answer.status_code, answer.headers["Location"]) == (303, "/dashboard/instances/o-1")
+        assert "Not replayed: message" in page(client, "/dashboard/instances/o-1")
         forwarder.close()
 
 

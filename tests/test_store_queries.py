@@ -3,8 +3,10 @@ and hourly endings, the inbox's quarantine, refolds, counts, erase and purge."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from receiver.domain.model import Event
-from receiver.store import Store, events, inbox
+from receiver.store import Store, events, inbox, outbox, schema
 from tests.test_store import NOW, delivery
 
 HOUR = 3600.0
@@ -113,3 +115,43 @@ def test_purge_deletes_folded_deliveries_that_arrived_strictly_before(store: Sto
     assert store.purge(NOW)[0] == 1
     assert [d["instance_id"] for d in store.deliveries_for("p-1")] == []
     assert len(store.deliveries_for("p-2")) == len(store.deliveries_for("p-3")) == 1
+
+
+def messages(store: Store, *spec: tuple[int, str, float, str]) -> None:
+    """Outbox messages (seq, instance id, written at, status)."""
+
+    def write(conn: Any) -> None:
+        for seq, instance_id, at, status in spec:
+            outbox.enqueue(conn, [(seq, instance_id, "{}")], at)
+            done = schema.outbox.update().where(schema.outbox.c.seq == seq).values(status=status)
+            conn.execute(done)
+
+    store.transaction(write)
+
+
+def test_erase_deletes_that_instances_messages_in_every_status_and_no_other(
+    store: Store,
+) -> None:
+    messages(
+        store,
+        (1, "x-1", NOW, "pending"),
+        (2, "x-1", NOW, "delivered"),
+        (3, "x-1", NOW, "failed"),
+        (4, "x-2", NOW, "pending"),
+    )
+    assert store.transaction(lambda conn: outbox.erase(conn, "x-1")) == 3
+    assert [m.seq for m in store.messages(status=None, limit=9)] == [4]
+
+
+def test_purge_deletes_done_messages_written_strictly_before(store: Store) -> None:
+    messages(
+        store,
+        (1, "y-1", NOW - 10, "delivered"),
+        (2, "y-1", NOW - 10, "failed"),
+        (3, "y-1", NOW - 10, "superseded"),
+        (4, "y-2", NOW - 10, "pending"),  # still to be sent: kept
+        (5, "y-3", NOW, "delivered"),  # written exactly at ``before``: kept
+    )
+    assert store.transaction(lambda conn: outbox.purge(conn, NOW, 2)) == 2  # a batch
+    assert store.transaction(lambda conn: outbox.purge(conn, NOW, 9)) == 1
+    assert [m.seq for m in store.messages(status=None, limit=9)] == [4, 5]
