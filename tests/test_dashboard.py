@@ -266,7 +266,13 @@ def test_the_webhook_and_the_api_never_touch_the_session(client: FlaskClient) ->
 
 
 def test_next_only_leads_within_the_dashboard(client: FlaskClient) -> None:
-    for target in ("https://evil.example/", "//evil.example/x", "/api/v1/instances"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/x",
+        "/api/v1/instances",
+        "//evil.example/dashboard/",  # another host, a dashboard-looking path
+        "javascript:/dashboard/",  # a scheme with no host
+    ):
         form = client.get("/dashboard/signin").get_data(as_text=True)
         answer = client.post(
             "/dashboard/signin", data={"token": API_TOKEN, "csrf": csrf(form), "next": target}
