@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import sys
 
 import pytest
@@ -91,6 +92,42 @@ def test_every_bad_variable_is_named_in_one_error() -> None:
 def test_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(BASIC | env)
+
+
+WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"RECEIVER_WORKER_METRICS_BIND": "9100"},
+            "RECEIVER_WORKER_METRICS_BIND: HOST:PORT",
+        ),
+        (
+            {"RECEIVER_WEBHOOK_FOLLOWUPS": "1,2,3,4,5"},
+            "RECEIVER_WEBHOOK_FOLLOWUPS: at most 4 positive numbers of seconds, "
+            "comma-separated (or none)",
+        ),
+        (
+            {"RECEIVER_WEBHOOK_API_KEY_PREVIOUS": "k" * 32},
+            "RECEIVER_WEBHOOK_API_KEY_PREVIOUS: needs RECEIVER_WEBHOOK_API_KEY (the new value)",
+        ),
+        (
+            {"RECEIVER_FORWARD_SECRET_PREVIOUS": WHSEC},
+            "RECEIVER_FORWARD_SECRET_PREVIOUS: needs RECEIVER_FORWARD_SECRET (the new value)",
+        ),
+    ],
+)
+def test_a_bad_setting_says_what_it_needs(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(BASIC | env)
+    assert caught.value.problems == [problem]
+
+
+def test_a_worker_metrics_bind_of_host_and_port_is_taken() -> None:
+    bind = Settings.from_env(BASIC | {"RECEIVER_WORKER_METRICS_BIND": "127.0.0.1:9100"})
+    assert bind.worker_metrics_bind == "127.0.0.1:9100"
 
 
 def test_required_webhook_auth_without_credentials_refuses_to_serve() -> None:
