@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
 from standardwebhooks.webhooks import Webhook
 
 from receiver import httpread
@@ -33,7 +32,6 @@ class Downstream:
         url: str,
         secret: str,
         *,
-        session: requests.Session | None = None,
         pool: int = 8,
         timeout: tuple[float, float] = TIMEOUT,
         previous: str | None = None,
@@ -43,7 +41,7 @@ class Downstream:
         # During a rotation each message carries a signature by either secret (Standard
         # Webhooks: space-separated), so the application may verify with the old or new.
         self._signers = [Webhook(s) for s in (secret, previous) if s is not None]
-        self.session = httpread.session(pool, session)
+        self.session = httpread.session(pool)
         self.session.trust_env = False
 
     def send(self, seq: int, body: str) -> Attempt:

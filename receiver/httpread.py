@@ -115,10 +115,10 @@ class _Adapter(requests.adapters.HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-def session(pool: int, session: requests.Session | None = None) -> requests.Session:
-    """A session (``session``, or a new one) whose connections keep ``post``'s deadline,
-    ``pool`` of them kept alive per host."""
-    session = session or requests.Session()
+def session(pool: int) -> requests.Session:
+    """A session whose connections keep ``post``'s deadline, ``pool`` of them kept alive
+    per host."""
+    session = requests.Session()
     adapter = _Adapter(pool_maxsize=pool)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -46,6 +46,7 @@ class App:
     hang: threading.Event | None = None  # while set and unanswered, requests wait
     delay: float = 0.0  # seconds each answer takes
     trickle: set[str] = field(default_factory=set)  # their answers' headers never end
+    answer: bytes = b""  # the body of every answer
     in_flight: dict[str, int] = field(default_factory=dict)  # webhook-id: requests now
     overlaps: int = 0  # requests for a message that was already on its way
     received: list[Received] = field(default_factory=list)
@@ -119,8 +120,9 @@ def handler(app: App) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_response(status)
             if app.retry_after and status in (429, 503):
                 self.send_header("Retry-After", app.retry_after)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(app.answer)))
             self.end_headers()
+            self.wfile.write(app.answer)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from receiver import usecases
 from receiver.domain.model import TtlPassed
-from receiver.downstream import Downstream
+from receiver.downstream import MAX_ANSWER, Downstream
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -215,3 +216,43 @@ def test_the_contracts_verifier_example_skips_a_seq_it_has_passed() -> None:
     assert deliver(3, "expired") == 204  # older than what it has
     assert handled == [("journey.completed", "completed")]
     assert int(scope["receive"](b"{}", {"webhook-id": "x"})) == 400
+
+
+MESSAGE = json.dumps({"data": {"seq": 7, "instance": {"instanceId": "v-1"}}})
+
+
+def test_an_answer_with_a_body_is_read_and_one_too_large_is_refused() -> None:
+    with running(App(script={"v-1": [200]}, answer=b"thanks" * 100)) as app:
+        assert Downstream(app.url, SECRET).send(7, MESSAGE).error is None
+    with running(App(script={"v-1": [200]}, answer=b"x" * (MAX_ANSWER + 1))) as app:
+        assert Downstream(app.url, SECRET).send(7, MESSAGE).error == "too_large"
+
+
+def test_forwards_never_go_through_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with running(App()) as app:
+        assert Downstream(app.url, SECRET).send(7, MESSAGE).error is None
+        assert len(app.delivered()) == 1
+
+
+def test_a_forwarder_needs_a_url_and_a_secret_unless_given_its_downstream(
+    services: Services,
+) -> None:
+    for url, secret in ((None, SECRET), ("https://app.example/hooks", None), (None, None)):
+        with_settings(services, forward_url=url, forward_secret=secret)
+        with pytest.raises(ValueError, match=r"^forwarding needs RECEIVER_FORWARD_URL and "):
+            Forwarder(services)
+    given = Forwarder(services, owner="fw-1", downstream=Downstream("https://a.example", SECRET))
+    assert given.owner == "fw-1"
+    given.close()
+    with_settings(services, forward_url="https://a.example", forward_secret=SECRET, poll_lease=5)
+    named = Forwarder(services)
+    assert re.fullmatch(r".+:\d+:[0-9a-f]{8}", named.owner)  # host, process, start
+    # The lease outlives any attempt: twice the deadline, above a short poll lease.
+    assert named.lease == 2 * sum(named.downstream.timeout)
+    named.close()

@@ -14,9 +14,12 @@ from receiver.config import Settings
 from receiver.downstream import Downstream
 from receiver.errors import ConfigError
 from receiver.services import Services
+from receiver.testing.simulator import Simulator
 from receiver.web import create_app
+from receiver.workers.forwarder import Forwarder
 from tests.appserver import SECRET, App, running
-from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, with_settings
+from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, FakeClock, with_settings
+from tests.test_forwarding import complete, send
 
 NEW_PASS = "hook-pass-new-3f9a-81cc-20be-77d1"
 NEW_KEY = "api-key-new-6d2e-91ab-4c07-e5f3"
@@ -83,6 +86,23 @@ def test_a_forward_during_a_rotation_is_verified_by_an_application_on_the_old_se
         assert app.unverified == 0
         assert Downstream(app.url, NEW_SECRET).send(8, "{}").error == "http_400"
         assert app.unverified == 1
+
+
+def test_the_forwarder_signs_with_the_previous_secret_from_the_settings(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with running(App()) as app:  # the application still verifies with SECRET
+        with_settings(
+            services,
+            forward_url=app.url,
+            forward_secret=NEW_SECRET,
+            forward_secret_previous=SECRET,
+        )
+        forwarder = Forwarder(services)
+        complete(services, sim, clock, "rot-1")
+        assert send(forwarder) == ["delivered"]
+        assert (len(app.delivered()), app.unverified) == (1, 0)
+        forwarder.close()
 
 
 FORWARD = {"RECEIVER_FORWARD_URL": "https://a.example", "RECEIVER_FORWARD_SECRET": NEW_SECRET}
