@@ -29,6 +29,7 @@ from tests.test_poller import poll_once, webhook
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 FAILED = 'gbg_receiver_forward_attempts_total{outcome="failed"}'
+LATENCY = "gbg_receiver_forward_latency_seconds"
 
 
 OPENAPI = Path(__file__).resolve().parents[1] / "receiver" / "web" / "openapi.json"
@@ -159,19 +160,35 @@ def test_each_attempt_says_what_came_of_it_in_one_line(
     """forward.attempted (what an operator greps for), forward.replayed and the headers
     the application sees: named and valued exactly."""
     caplog.set_level(logging.INFO)
+    client = create_app(services=services).test_client()
+
+    def latency() -> tuple[float, float]:
+        text = client.get("/metrics").get_data(as_text=True)
+        return sample(text, LATENCY + "_count"), sample(text, LATENCY + "_sum")
+
     with running(App(script={"l-1": [503]}, retry_after="60")) as app:
         forwarder = forwarding(services, app)
         complete(services, sim, clock, "l-1")
+        count, total = latency()
         assert send(forwarder) == ["http_503"]
+        assert latency() == (count, total)  # only a delivery has a latency
         clock.advance(61)
         assert send(forwarder) == ["delivered"]
-        first, second = app.received
+        assert latency() == (count + 1, total + 61)  # from the status change
+        complete(services, sim, clock, "l-2")
+        assert send(forwarder) == ["delivered"]
+        assert latency() == (count + 2, total + 61)  # delivered at once: 0 s
+        first, second, _ = app.received
         seq = first.body["data"]["seq"]
         for received in (first, second):
             assert received.headers["Content-Type"] == "application/json"
             assert received.headers["User-Agent"] == "gbg-receiver"
             assert received.webhook_id == f"msg_gbgr_{seq}"
-        lines = [vars(r) for r in caplog.records if r.getMessage() == "forward.attempted"]
+        lines = [
+            vars(r)
+            for r in caplog.records
+            if r.getMessage() == "forward.attempted" and vars(r)["instance_id"] == "l-1"
+        ]
         shown = ("seq", "instance_id", "attempt", "outcome", "error", "next_attempt_in_s")
         said = [{k: line[k] for k in (*shown, "lease_kept")} for line in lines]
         assert said == [
