@@ -229,6 +229,14 @@ def test_signing_in_is_logged_with_the_peer_and_never_the_token(
     assert API_TOKEN not in caplog.text
 
 
+def test_with_two_tokens_either_signs_in(services: Services) -> None:
+    with_settings(services, api_tokens=(API_TOKEN, OTHER_TOKEN))
+    for token in (API_TOKEN, OTHER_TOKEN):
+        client = create_app(services=services).test_client()
+        assert sign_in(client, token).status_code == 303
+        assert client.get("/dashboard/").status_code == 200, token
+
+
 def test_without_api_tokens_nobody_signs_in(services: Services) -> None:
     with_settings(services, api_tokens=())
     client = create_app(services=services).test_client()
