@@ -155,3 +155,99 @@ def test_purge_deletes_done_messages_written_strictly_before(store: Store) -> No
     assert store.transaction(lambda conn: outbox.purge(conn, NOW, 2)) == 2  # a batch
     assert store.transaction(lambda conn: outbox.purge(conn, NOW, 9)) == 1
     assert [m.seq for m in store.messages(status=None, limit=9)] == [4, 5]
+
+
+def claimed(store: Store, owner: str, at: float, limit: int = 9) -> list[int]:
+    return [m.seq for m in store.claim_messages(owner, at, limit, 30)]
+
+
+def test_claims_come_in_bounded_batches_and_a_lease_lapses_at_its_end(store: Store) -> None:
+    messages(store, *[(n, f"c-{n}", NOW, "pending") for n in (1, 2, 3)])
+    assert claimed(store, "a", NOW, limit=2) == [1, 2]
+    assert claimed(store, "b", NOW + 29.9) == [3]
+    assert claimed(store, "c", NOW + 30) == [1, 2]  # a's lease ended exactly now
+
+
+def test_a_release_lets_go_of_ones_own_leases_only(store: Store) -> None:
+    messages(store, (1, "l-1", NOW, "pending"), (2, "l-2", NOW, "pending"))
+    assert claimed(store, "a", NOW, limit=1) == [1]
+    assert claimed(store, "b", NOW) == [2]
+    assert store.release_messages("a") == 1
+    assert claimed(store, "c", NOW) == [1]  # b still holds 2
+
+
+def message(store: Store, seq: int) -> Any:
+    [found] = [m for m in store.messages(status=None, limit=99) if m.seq == seq]
+    return found
+
+
+def test_a_delivery_is_recorded_with_its_attempt_and_frees_the_lease(store: Store) -> None:
+    messages(store, (1, "d-1", NOW, "pending"))
+    claimed(store, "a", NOW)
+    assert store.record_attempt(1, "a", now=NOW + 1, error=None, next_attempt_at=None)
+    done = message(store, 1)
+    assert (done.status, done.attempts, done.last_attempt_at, done.delivered_at) == (
+        "delivered",
+        1,
+        NOW + 1,
+        NOW + 1,
+    )
+    assert (done.next_attempt_at, done.last_error) == (None, None)
+    assert claimed(store, "b", NOW + 2) == []  # delivered: nothing to claim
+    [attempt] = store.history("d-1")["attempts"]
+    assert (attempt["kind"], attempt["outcome"], attempt["seq"], attempt["at"]) == (
+        "forward",
+        "delivered",
+        1,
+        NOW + 1,
+    )
+
+
+def test_errors_are_kept_short_and_a_last_failure_is_recorded_as_failed(store: Store) -> None:
+    messages(store, (1, "f-1", NOW, "pending"))
+    claimed(store, "a", NOW)
+    long_error = "E" * 300
+    assert store.record_attempt(1, "a", now=NOW, error=long_error, next_attempt_at=NOW + 5)
+    claimed(store, "a", NOW + 5)
+    assert store.record_attempt(1, "a", now=NOW + 5, error=long_error, next_attempt_at=None)
+    failed = message(store, 1)
+    assert (failed.status, failed.attempts, failed.last_error) == ("failed", 2, "E" * 256)
+    outcomes = [a["outcome"] for a in store.history("f-1")["attempts"]]
+    assert outcomes == ["E" * 32, "failed"]
+
+
+def test_a_delivery_supersedes_the_earlier_failed_messages_of_its_instance_only(
+    store: Store,
+) -> None:
+    messages(
+        store,
+        (1, "s-1", NOW, "failed"),
+        (2, "s-2", NOW, "failed"),  # another instance's
+        (3, "s-1", NOW, "pending"),
+        (4, "s-1", NOW, "failed"),  # a later one (after a replay, say)
+    )
+    claimed(store, "a", NOW)
+    assert store.record_attempt(3, "a", now=NOW, error=None, next_attempt_at=None)
+    statuses = {m.seq: m.status for m in store.messages(status=None, limit=9)}
+    assert statuses == {1: "superseded", 2: "failed", 3: "delivered", 4: "failed"}
+
+
+def test_the_outbox_depth_counts_by_status_and_dates_the_oldest_pending(store: Store) -> None:
+    messages(
+        store,
+        (1, "o-1", NOW - 10, "delivered"),
+        (2, "o-2", NOW - 5, "pending"),
+        (3, "o-3", NOW - 1, "pending"),
+    )
+    by_status, oldest = store.transaction(outbox.depth)
+    assert by_status == {"pending": 2, "delivered": 1, "failed": 0, "superseded": 0}
+    assert oldest == NOW - 5
+
+
+def test_a_released_message_is_no_longer_on_its_way(store: Store) -> None:
+    messages(store, (1, "w-1", NOW, "failed"), (2, "w-1", NOW, "pending"))
+    assert claimed(store, "a", NOW) == [2]
+    store.release_messages("a")  # a worker stopping: 2 waits for the next one
+    replayed = store.replay_message(1, NOW)  # not refused as "on its way"
+    assert replayed is not None
+    assert replayed.status == "pending"
