@@ -5,6 +5,7 @@ The worker's own engine against the simulator over HTTP, on a clock the test mov
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -71,8 +72,9 @@ def test_a_hostile_gbg_answer_stops_nobody_else(
 
 
 def test_an_outage_longer_than_the_error_budget_gives_up_no_instance(
-    services: Services, sim: Simulator, clock: FakeClock
+    services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     for instance_id in NORMAL:
         sim.set_status(instance_id, "Completed", "Of Age")
         webhook(services, instance_id)
@@ -93,9 +95,19 @@ def test_an_outage_longer_than_the_error_budget_gives_up_no_instance(
     facts = services.store.snapshot(clock())
     assert facts["gbg_failures"] >= 3
     assert facts["gbg_paused_for"] > 0
+    paused = [r for r in caplog.records if r.getMessage() == "gbg.paused"]
+    assert paused
+    assert all(r.levelname == "WARNING" and r.failures >= WIDE_AFTER for r in paused)  # type: ignore[attr-defined]
+    client = create_app(services=services).test_client()
+    operator = client.post(f"/api/v1/instances/{NORMAL[0]}/poll", headers=BEARER)
+    assert operator.status_code == 503  # GBG is down for everyone: not a rate limit (429)
+    assert int(operator.headers["Retry-After"]) > 0
     with sim.lock:
         sim.faults.clear()  # GBG is back
     run_for(services, clock, 310, step=5)  # the longest pause, then the normal schedule
+    [recovered] = [r for r in caplog.records if r.getMessage() == "gbg.recovered"]
+    assert recovered.failures >= WIDE_AFTER  # type: ignore[attr-defined]
+    assert recovered.resumed == 1  # type: ignore[attr-defined]  # "before", which gave up
     for instance_id in [*NORMAL, "before"]:
         back = services.store.get(instance_id)
         assert back is not None
