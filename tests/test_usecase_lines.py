@@ -5,6 +5,7 @@ Operators search the log by these event names and fields."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,10 +14,12 @@ from receiver import usecases
 from receiver.services import Services
 from receiver.store import inbox
 from receiver.testing.simulator import Simulator
-from tests.conftest import FakeClock
+from receiver.web import create_app
+from tests.conftest import API_TOKEN, FakeClock
 from tests.test_store import delivery
 
 DAY = 86400.0
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
@@ -106,3 +109,20 @@ def test_a_journey_start_asks_gbg_for_that_resource_and_logs_it(
     assert lines(caplog, "journey.started") == [
         {"instance_id": instance_id, "resource_id": "age-check@2"}
     ]
+
+
+def test_an_operators_poll_leaves_no_lease_behind(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    sim.set_status("p-1", "InProgress")
+    usecases.register(services, "p-1", None)
+    assert usecases.poll_now(services, "p-1") is not None
+    assert services.store.leases() == []  # a worker may take it at once
+
+
+def test_a_journey_start_without_gbg_configured_says_which_settings(services: Services) -> None:
+    client = create_app(services=replace(services, gbg=None)).test_client()
+    answer = client.post("/api/v1/journeys", json={"resourceId": "x@latest"}, headers=BEARER)
+    problem = answer.get_json()
+    assert (answer.status_code, problem["type"]) == (503, "/problems/gbg-not-configured")
+    assert problem["detail"] == "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET"
