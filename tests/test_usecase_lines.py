@@ -126,3 +126,17 @@ def test_a_journey_start_without_gbg_configured_says_which_settings(services: Se
     problem = answer.get_json()
     assert (answer.status_code, problem["type"]) == (503, "/problems/gbg-not-configured")
     assert problem["detail"] == "set RECEIVER_GBG_CLIENT_ID and _CLIENT_SECRET"
+
+
+def test_a_healthy_inbox_folds_in_batches_never_one_by_one(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone: list[int] = []
+    one_by_one = usecases._fold_alone
+    monkeypatch.setattr(usecases, "_fold_alone", lambda s, d: alone.append(d) or one_by_one(s, d))
+    for n in range(3):
+        services.store.append_delivery(delivery(f"h-{n}"))
+    assert usecases.fold_inbox(services, limit=2) == 2  # the oldest two, in one transaction
+    assert usecases.fold_inbox(services, limit=2) == 1
+    assert alone == []  # the one-by-one path is for a delivery that cannot be folded
+    assert all(services.store.get(f"h-{n}") is not None for n in range(3))

@@ -41,7 +41,8 @@ def test_accepted_once_in_the_inbox_and_folded_by_a_worker(  # type: ignore[no-u
     body = {"instanceId": "abc-123", "status": "Completed", "message": "done"}
     answer = client.post(URL, json=body, headers=basic())
     assert answer.status_code == 202
-    assert answer.get_json() == {"instanceId": "abc-123"}
+    assert answer.data == b'{"instanceId":"abc-123"}\n'
+    assert answer.headers["Content-Length"] == str(len(answer.data))
     [waiting] = store.deliveries_for("abc-123")
     assert waiting["folded_at"] is None  # committed before the 202, folded later
     assert store.get("abc-123") is None
@@ -313,6 +314,18 @@ def test_an_accepted_webhook_tells_the_access_log_it_logged_itself(services: Ser
     assert LOGGED not in refused  # a refusal has no line of its own: the access log's stands
 
 
+def test_a_body_of_exactly_the_limit_is_taken_and_one_byte_more_is_413(
+    services: Services, store: Store
+) -> None:
+    client = create_app(services=with_settings(services, max_body_bytes=100)).test_client()
+    for size, status in ((100, 202), (101, 413)):
+        pad = "x" * (size - len(json.dumps({"instanceId": f"e-{size}", "p": ""})))
+        raw = json.dumps({"instanceId": f"e-{size}", "p": pad}).encode()
+        assert len(raw) == size
+        answer = client.post(URL, data=raw, headers=basic() | {"Content-Type": "application/json"})
+        assert answer.status_code == status, size
+
+
 def test_body_over_the_limit_is_413(services: Services, store: Store) -> None:
     client = create_app(services=with_settings(services, max_body_bytes=100)).test_client()
     ok = client.post(URL, json={"instanceId": "s-1"}, headers=basic())
@@ -396,7 +409,9 @@ def test_auth_none_accepts_unauthenticated_webhooks_and_says_so_loudly(
     assert warning.levelname == "WARNING"
 
 
-def test_store_down_is_503_with_retry_after(settings: Settings) -> None:
+def test_store_down_is_503_with_retry_after(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     down = build_services(
         # Nothing listens on port 9: connecting fails at once, as with a dead database.
         Settings(**{**settings.__dict__, "database_url": "postgresql+psycopg://u@127.0.0.1:9/x"})
@@ -406,6 +421,9 @@ def test_store_down_is_503_with_retry_after(settings: Settings) -> None:
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "5"
     assert answer.mimetype == "application/problem+json"
+    [line] = [r for r in caplog.records if r.getMessage() == "store.unavailable"]
+    assert line.path == URL  # type: ignore[attr-defined]
+    assert line.error not in ("", "None")  # type: ignore[attr-defined]  # the store's cause
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
 
@@ -489,6 +507,7 @@ def test_a_bug_while_accepting_is_a_logged_500_and_counted(  # type: ignore[no-u
         "detail": answer.get_json()["detail"],
     }
     [record] = [r for r in caplog.records if r.getMessage() == "http.unhandled"]
+    assert (record.path, record.method) == (URL, "POST")  # type: ignore[attr-defined]
     assert record.exc_info is not None
     assert "a bug" in str(record.exc_info[1])
     assert failures() == before + 1
