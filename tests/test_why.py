@@ -4,6 +4,7 @@ dashboard and the overview; giving up says why in one warning."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 def test_the_last_poll_error_is_kept_shown_and_said_on_giving_up(
     services: Services, sim: Simulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     with_settings(services, poll_max_errors=3)
     client = create_app(services=services).test_client()
     webhook(services, "lost-1")  # GBG does not know it: every fetch answers 404
@@ -45,6 +47,15 @@ def test_the_last_poll_error_is_kept_shown_and_said_on_giving_up(
         "http_404",
         404,
     )
+    assert (gave_up.poll_errors, gave_up.error_message) == (3, error["message"])  # type: ignore[attr-defined]
+    fetched = [vars(r) for r in caplog.records if r.getMessage() == "poll.fetched"]
+    shown_fields = ("instance_id", "outcome", "status", "poll_errors")
+    assert [tuple(f[k] for k in shown_fields) for f in fetched] == [
+        ("lost-1", "http_404", "in_progress", n) for n in (1, 2, 3)
+    ]
+    for line in fetched:  # how long GBG took, in ms, and when the fetch began
+        assert isinstance(line["duration_ms"], float)
+        assert line["started_at"] == pytest.approx(clock(), abs=60)  # the fake clock's time
 
     sign_in(client)
     listed = page(client, "/dashboard/instances")
