@@ -14,7 +14,7 @@ from receiver.config import Settings
 from receiver.errors import Problem
 from receiver.log import request_id
 from receiver.services import Services, build_services
-from receiver.web import api, exchange, health, problems, webhook
+from receiver.web import api, bodies, exchange, health, problems, webhook
 from receiver.web.dashboard import bp as dashboard_bp
 from receiver.web.dashboard import signin
 
@@ -52,8 +52,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             extra={"detail": "anyone can post webhooks: RECEIVER_WEBHOOK_AUTH=none, for demos"},
         )
     app = Flask(__name__)
-    # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = bodies.werkzeug_limit(settings.max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver"] = services
     app.wsgi_app = webhook.WebhookEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]

@@ -12,12 +12,19 @@ from receiver.errors import Problem
 DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of an oversized body read and dropped, at most
 
 
-def read_body(request: Request) -> bytes:
-    """The request body, streamed and never buffered past the limit; 413 beyond it.
+def werkzeug_limit(limit: int) -> int:
+    """What to give Werkzeug as ``max_content_length`` for a body limit of ``limit``.
 
-    Werkzeug stops a chunked body at ``max_content_length`` without an error, so the
-    callers set that one byte above the limit and a body that reaches it is refused here.
+    Werkzeug stops a chunked body at ``max_content_length`` without an error, so it is
+    set one byte above the limit: ``read_body`` refuses a body that reaches it, and so
+    tells "exactly the limit" from "more".
     """
+    return limit + 1
+
+
+def read_body(request: Request) -> bytes:
+    """The request body, streamed and never buffered past the limit (``werkzeug_limit``
+    of it set on the request or the app); 413 beyond it."""
     limit = (request.max_content_length or 1) - 1
     declared = request.content_length or 0
     body = b"" if declared > limit else request.get_data(cache=False)

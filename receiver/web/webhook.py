@@ -36,7 +36,7 @@ from receiver.log import LOGGED, request_id
 from receiver.services import Services
 from receiver.store.inbox import Delivery
 from receiver.web import exchange, problems
-from receiver.web.bodies import parse_object, read_body
+from receiver.web.bodies import parse_object, read_body, werkzeug_limit
 from receiver.web.exchange import WEBHOOK_PATH
 
 log = logging.getLogger("receiver.webhook")
@@ -59,15 +59,14 @@ class WebhookEndpoint:
     def __init__(self, services: Services, app: WSGIApp) -> None:
         self.services = services
         self.app = app
-        self.limit = services.settings.max_body_bytes
+        self.limit = werkzeug_limit(services.settings.max_body_bytes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != WEBHOOK_PATH:
             return self.app(environ, start_response)
         started = time.perf_counter()
         request = Request(environ)
-        # One byte more than allowed, so read_body() can tell "exactly the limit" from "more".
-        request.max_content_length = self.limit + 1
+        request.max_content_length = self.limit
         rid = exchange.request_id_for(request.headers.get("X-Request-ID", ""))
         token = request_id.set(rid)
         try:
