@@ -12,11 +12,11 @@ import pytest
 
 from receiver import usecases
 from receiver.services import Services
-from receiver.store import inbox
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
 from tests.conftest import API_TOKEN, FakeClock
 from tests.test_store import delivery
+from tests.test_store_queries import folded
 
 DAY = 86400.0
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -90,7 +90,7 @@ def test_purge_keeps_its_own_period_and_says_what_it_did(
     store = services.store
     store.append_delivery(delivery("p-1", at=clock() - 2 * DAY))
     [only] = store.waiting_deliveries(1)
-    store.transaction(lambda conn: inbox.mark_folded(conn, [only], clock()))
+    folded(store, only)
     assert services.settings.retention_days > 2
     assert usecases.purge(services) == (0, 0)  # within the configured retention
     assert usecases.purge(services, days=1) == (1, 0)  # an operator's shorter period
