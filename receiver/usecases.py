@@ -81,7 +81,8 @@ def fold_inbox(services: Services, limit: int = FOLD_BATCH) -> int:
 def _fold_deliveries(conn: Connection, services: Services, taken: list[inbox.Unfolded]) -> int:
     if taken:
         observations = [(WebhookReceived(d.instance_id, d.claim), d.received_at) for d in taken]
-        _fold(conn, observations, services.policy, forward=services.forwarding)
+        # A webhook never changes a status (only GBG's state does): nothing to forward.
+        _fold(conn, observations, services.policy)
         inbox.mark_folded(conn, [d.id for d in taken], services.clock())
     return len(taken)
 
@@ -260,7 +261,7 @@ def erase(services: Services, instance_id: str) -> Instance | None:
         arrived = inbox.erase(conn, instance_id)
         if arrived:  # acknowledged, not yet folded: folded now, so the 202 still holds
             webhooks = [(WebhookReceived(instance_id), at) for at in arrived]
-            _fold(conn, webhooks, services.policy, forward=services.forwarding)
+            _fold(conn, webhooks, services.policy)
         if not instances.erase(conn, instance_id):
             return None
         outbox.erase(conn, instance_id)

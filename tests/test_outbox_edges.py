@@ -175,8 +175,12 @@ def test_a_delivered_message_is_not_replayed_after_a_later_one(
     [second] = store.claim_messages("w", clock(), 10, 30)
     on_its_way = client.post(f"/api/v1/outbox/{first.seq}/replay", headers=BEARER)
     assert on_its_way.status_code == 409
-    assert f"message {second.seq}" in on_its_way.get_json()["detail"]
-    assert "is on its way" in on_its_way.get_json()["detail"]
+    assert on_its_way.get_json()["detail"] == (
+        f"message {first.seq}: message {second.seq}, a later status of its instance, is on its way"
+    )
+    sign_in(client)  # the dashboard's refusal goes back to the instance's page
+    answer = post(client, f"/dashboard/outbox/{first.seq}/replay", "/dashboard/")
+    assert answer.headers["Location"] == "/dashboard/instances/d-1"
     store.record_attempt(second.seq, "w", now=clock(), error=None, next_attempt_at=None)
     delivered = client.post(f"/api/v1/outbox/{first.seq}/replay", headers=BEARER)
     assert delivered.status_code == 409
@@ -184,6 +188,28 @@ def test_a_delivered_message_is_not_replayed_after_a_later_one(
     again = client.post(f"/api/v1/outbox/{second.seq}/replay", headers=BEARER)
     assert again.get_json()["status"] == "pending"  # the newest may always go again
     assert [m.status for m in store.messages(status=None, limit=9)] == ["delivered", "pending"]
+
+
+def test_a_replay_looks_at_its_own_instance_only_and_leaves_a_pending_message_as_it_is(
+    services: Services, sim: Simulator, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    store, client = services.store, create_app(services=services).test_client()
+    complete(services, sim, clock, "a-1")
+    [mine] = store.claim_messages("w", clock(), 10, 30)
+    store.record_attempt(mine.seq, "w", now=clock(), error="http_500", next_attempt_at=None)
+    complete(services, sim, clock, "b-1")  # another instance's later status, delivered
+    [other] = store.claim_messages("w", clock(), 10, 30)
+    store.record_attempt(other.seq, "w", now=clock(), error=None, next_attempt_at=None)
+    again = client.post(f"/api/v1/outbox/{mine.seq}/replay", headers=BEARER)
+    assert (again.status_code, again.get_json()["status"]) == (200, "pending")
+    [mine] = store.claim_messages("w", clock(), 10, 30)
+    later = clock() + 300
+    store.record_attempt(mine.seq, "w", now=clock(), error="http_500", next_attempt_at=later)
+    pending = client.post(f"/api/v1/outbox/{mine.seq}/replay", headers=BEARER).get_json()
+    assert (pending["status"], pending["attempts"]) == ("pending", 1)  # not started over
+    [kept] = store.messages(status="pending", limit=9)
+    assert kept.next_attempt_at == later
 
 
 def test_the_contracts_verifier_example_skips_a_seq_it_has_passed() -> None:

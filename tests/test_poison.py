@@ -102,3 +102,22 @@ def test_the_store_going_away_is_not_poison(
     assert services.store.quarantined() == []  # never set aside for our own outage
     monkeypatch.undo()
     assert usecases.fold_inbox(services) == 1
+
+
+def test_folding_one_by_one_keeps_to_the_batch_size(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(instance: Any, observation: Observation, now: float, policy: Any) -> Any:
+        if observation.instance_id == "poison-1":
+            raise RuntimeError("a bug in folding")
+        return reconcile.decide(instance, observation, now, policy)
+
+    monkeypatch.setattr(usecases, "decide", broken)
+    client = create_app(services=services).test_client()
+    for instance_id in ("poison-1", "ok-1", "ok-2", "ok-3"):
+        assert (
+            client.post(URL, json={"instanceId": instance_id}, headers=basic()).status_code == 202
+        )
+    assert usecases.fold_inbox(services, limit=2) == 1  # the batch's other delivery only
+    assert services.store.get("ok-1") is not None
+    assert services.store.get("ok-2") is None  # the next batch's

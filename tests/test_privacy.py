@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver import usecases
-from receiver.domain.privacy import RESULT, minimal
+from receiver.domain.privacy import RESULT, allowed_headers, minimal
 from receiver.services import Services
 from receiver.store.schema import metadata
 from receiver.testing.simulator import Simulator
@@ -124,16 +124,41 @@ def test_with_pii_storage_on_personal_data_stays_until_erased(
 
 
 def test_erase_folds_an_acknowledged_delivery_before_deleting_it(
-    services: Services, sim: Simulator
+    services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
     client = create_app(services=services).test_client()
     assert (
         client.post("/webhooks/gbg", json={"instanceId": "e-1"}, headers=basic()).status_code == 202
     )
+    arrived = services.clock()
+    clock.advance(5)  # another instance's webhook, later and not folded either
+    assert (
+        client.post("/webhooks/gbg", json={"instanceId": "e-2"}, headers=basic()).status_code == 202
+    )
     erased = usecases.erase(services, "e-1")  # the worker has not folded it yet
     assert erased is not None
-    assert erased.webhook_received_at is not None
+    assert erased.webhook_received_at == arrived  # its own delivery, not e-2's
     assert services.store.deliveries_for("e-1") == []
+    [other] = services.store.deliveries_for("e-2")
+    assert other["folded_at"] is None  # left for the worker
+
+
+def test_erase_folds_nothing_already_folded_again(services: Services, clock: FakeClock) -> None:
+    client = create_app(services=services).test_client()
+    assert (
+        client.post("/webhooks/gbg", json={"instanceId": "e-1"}, headers=basic()).status_code == 202
+    )
+    assert usecases.fold_inbox(services) == 1
+    clock.advance(60)
+    usecases.poll_now(services, "e-1")  # a later change: the instance is newer than its webhook
+    before = services.store.get("e-1")
+    erased = usecases.erase(services, "e-1")
+    assert before is not None
+    assert erased is not None
+    assert (erased.updated_at, erased.webhook_received_at) == (
+        before.updated_at,
+        before.webhook_received_at,
+    )
 
 
 def test_retention_forgets_finished_instances_personal_data(
@@ -179,6 +204,25 @@ def test_an_advice_code_is_matched_whole_against_a_tight_pattern(code: str) -> N
 def test_advice_codes_as_gbg_writes_them_are_kept() -> None:
     codes = ["resultcode.confirm.age", "resultcode.age_verified", "result-code.not-of-age"]
     assert minimal({"advice": {"c": codes}}, RESULT) == {"advice": {"c": codes}}
+
+
+def test_an_advice_key_is_a_name_of_letters_digits_and_dots_never_free_text() -> None:
+    code = "resultcode.confirm.age"
+    advice = {"AgeCheck_2.v-1": code, "Jane Doe": code, "x" * 65: code, "y" * 64: code}
+    assert minimal({"advice": advice}, RESULT) == {
+        "advice": {"AgeCheck_2.v-1": code, "y" * 64: code}
+    }
+
+
+def test_an_outcome_label_is_kept_up_to_48_characters() -> None:
+    longest = "A" * 24 + " " + "B" * 23
+    assert minimal({"outcome": longest}, RESULT) == {"outcome": longest}
+    assert minimal({"outcome": longest + "B"}, RESULT) == {}
+
+
+def test_the_secret_header_is_never_kept_even_when_it_is_an_allowed_name() -> None:
+    headers = [("X-Correlation-Id", "the-secret"), ("User-Agent", "GBG")]
+    assert allowed_headers(headers, "x-correlation-ID") == {"User-Agent": "GBG"}
 
 
 def test_empty_advice_and_empty_objects_are_left_out() -> None:

@@ -36,13 +36,14 @@ def test_endings_by_hour_count_completed_and_failed_from_since_on(store: Store) 
         ("h-1", "completed", "webhook", start),  # exactly at ``since``: counted
         ("h-2", "failed", "webhook", start + 10),
         ("h-3", "completed", "poll", start + HOUR + 1),
+        ("h-7", "failed", "poll", start + 2 * HOUR - 60),  # late in its hour: not rounded up
         ("h-4", "in_progress", "poll", start + 20),  # not an ending
         ("h-5", "expired", "poll", start + 30),  # not an ending either
         ("h-6", "completed", "webhook", start - 1),  # before ``since``
     )
     assert sorted(store.endings_by_hour(start)) == [
         (hour, "webhook", 2),
-        (hour + 1, "poll", 1),
+        (hour + 1, "poll", 2),
     ]
 
 
@@ -115,6 +116,14 @@ def test_purge_deletes_folded_deliveries_that_arrived_strictly_before(store: Sto
     assert store.purge(NOW)[0] == 1
     assert [d["instance_id"] for d in store.deliveries_for("p-1")] == []
     assert len(store.deliveries_for("p-2")) == len(store.deliveries_for("p-3")) == 1
+
+
+def test_an_inbox_purge_goes_a_batch_at_a_time(store: Store) -> None:
+    for n in range(3):
+        store.append_delivery(delivery(f"b-{n}", at=NOW - 10))
+    folded(store, *store.waiting_deliveries(10))
+    assert store.transaction(lambda conn: inbox.purge(conn, NOW, 2)) == 2
+    assert store.transaction(lambda conn: inbox.purge(conn, NOW, 2)) == 1
 
 
 def messages(store: Store, *spec: tuple[int, str, float, str]) -> None:

@@ -13,7 +13,9 @@ import pytest
 from receiver import fetching, usecases
 from receiver.domain.model import FetchFailed
 from receiver.domain.schedule import WIDE_AFTER
+from receiver.errors import Throttled
 from receiver.services import Services
+from receiver.store.rate import FetchSlots
 from receiver.testing.simulator import Fault, Simulator
 from receiver.web import create_app
 from tests.conftest import API_TOKEN, FakeClock, with_settings
@@ -181,3 +183,20 @@ def test_after_an_outage_of_exactly_the_threshold_given_up_instances_poll_again(
     # no outage, and what gave up on its own errors stays given up.
     assert again.polling_gave_up is (failures < WIDE_AFTER)
     assert services.store.snapshot(clock())["gbg_failures"] == 0
+
+
+def test_a_success_on_a_slot_reserved_ahead_still_ends_the_failure_streak(
+    services: Services, sim: Simulator
+) -> None:
+    # At 100 fetches a second slots are reserved a few at a time: the second fetch takes
+    # one this process already holds, so only the process's own record of the streak
+    # tells it that GBG had been failing.
+    services.slots = FetchSlots(services.store.db, 100)
+    sim.set_status("s-1", "InProgress")
+    sim.add_fault(Fault("503"))
+    assert fetching.fetch(services, "s-1").outcome == "http_503"
+    assert fetching.fetch(services, "s-1").outcome == "ok"
+    assert services.store.gbg_recovered() == 0  # the success already ended the streak
+    with pytest.raises(Throttled) as held:  # the next slot is 10 ms off: the rate, not GBG
+        fetching.fetch(services, "s-1", max_wait=0.001)
+    assert not held.value.gbg_down

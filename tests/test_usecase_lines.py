@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from receiver import usecases
+from receiver import fetching, usecases
+from receiver.errors import GbgError
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -140,3 +141,34 @@ def test_a_healthy_inbox_folds_in_batches_never_one_by_one(
     assert usecases.fold_inbox(services, limit=2) == 1
     assert alone == []  # the one-by-one path is for a delivery that cannot be folded
     assert all(services.store.get(f"h-{n}") is not None for n in range(3))
+
+
+def test_a_start_or_a_fetch_without_gbg_says_gbg_is_not_configured(services: Services) -> None:
+    unconfigured = replace(services, gbg=None)
+    with pytest.raises(GbgError, match=r"^GBG is not configured$"):
+        usecases.start_journey(unconfigured, "x@latest", {}, None)
+    with pytest.raises(GbgError, match=r"^GBG is not configured$"):
+        fetching.fetch(unconfigured, "x-1")
+
+
+def test_an_operators_poll_holds_the_lease_and_yields_to_a_worker_that_took_it_after(
+    services: Services, sim: Simulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.set_status("p-1", "Completed", "Of Age")
+    usecases.register(services, "p-1", None)
+    assert services.gbg is not None
+    fetch_state = services.gbg.fetch_state
+    taken: list[bool] = []
+
+    def slow(instance_id: str) -> Any:
+        taken.append(services.store.claim("p-1", "worker", clock(), 30))  # held: refused
+        clock.advance(services.settings.poll_lease + 1)  # the operator's lease runs out
+        taken.append(services.store.claim("p-1", "worker", clock(), 30))  # a worker takes it
+        return fetch_state(instance_id)
+
+    monkeypatch.setattr(services.gbg, "fetch_state", slow)
+    instance = usecases.poll_now(services, "p-1")
+    assert taken == [False, True]
+    assert instance is not None
+    assert instance.status == "in_progress"  # the worker's fetch is the one to keep
+    assert [owner for _, owner, _ in services.store.leases()] == ["worker"]

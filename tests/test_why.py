@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from receiver import usecases
+from receiver.domain.model import Decision, FetchFailed, Instance
+from receiver.fetching import FetchResult
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
@@ -128,3 +130,13 @@ def test_one_timeline_holds_everything_that_happened_in_order(
     assert timeline[5]["messageId"] == timeline[6]["messageId"]
     assert [t["at"] for t in timeline] == sorted(t["at"] for t in timeline)
     assert client.get("/api/v1/instances/nope/timeline", headers=BEARER).status_code == 404
+
+
+def test_a_fetch_line_gives_its_duration_in_ms_to_a_tenth_and_its_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    failed = FetchFailed("f-1", "http_500", started_at=1234.56789)
+    FetchResult(failed, 0.01234).log(Decision(Instance("f-1", 0.0, 0.0), None, False))
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "poll.fetched"]
+    assert (line["duration_ms"], line["started_at"]) == (12.3, 1234.5679)

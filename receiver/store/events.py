@@ -58,7 +58,7 @@ def endings_by_hour(conn: Connection, since: float) -> list[tuple[int, str, int]
     # Both truncate towards zero, which is the floor for any time after 1970.
     hour = sa.func.floor(hours) if conn.dialect.name == "postgresql" else sa.cast(hours, sa.Integer)
     rows = conn.execute(
-        sa.select(hour.label("hour"), events.c.source, sa.func.count())
+        sa.select(hour, events.c.source, sa.func.count())
         .where(events.c.at >= since, events.c.status.in_(("completed", "failed")))
         .group_by(hour, events.c.source)
     )

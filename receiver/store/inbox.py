@@ -130,14 +130,16 @@ def quarantined(conn: Connection, after: int, limit: int) -> list[dict[str, Any]
 def refold(conn: Connection, delivery_id: int | None) -> int:
     """Put deliveries set aside (that one, or all) back in the inbox, with fresh tries;
     answer how many. Asked again for one already back and not yet folded: 1 (a retry)."""
-    query = deliveries.update().where(deliveries.c.quarantined_at.is_not(None))
-    if delivery_id is not None:
-        query = query.where(deliveries.c.id == delivery_id)
-    back = conn.execute(query.values(quarantined_at=None, fold_tries=0, fold_error=None)).rowcount
-    if delivery_id is None or back:
-        return back
+    query = (
+        deliveries.update()
+        .where(deliveries.c.quarantined_at.is_not(None))
+        .values(quarantined_at=None, fold_tries=0, fold_error=None)
+    )
+    if delivery_id is None:
+        return conn.execute(query).rowcount
+    conn.execute(query.where(deliveries.c.id == delivery_id))
     waiting = sa.select(deliveries.c.id).where(deliveries.c.id == delivery_id, WAITING)
-    return len(conn.execute(waiting).all())
+    return len(conn.execute(waiting).all())  # back now, or already back before
 
 
 def for_instance(

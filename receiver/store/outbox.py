@@ -66,14 +66,10 @@ def enqueue(conn: Connection, messages: list[tuple[int, str, str]], now: float) 
 def claim(conn: Connection, owner: str, now: float, limit: int, lease: float) -> list[Message]:
     """Lease up to ``limit`` due messages, oldest first, none behind an earlier pending
     message of its own instance."""
-    blocked = (
-        sa.select(_EARLIER.c.seq)
-        .where(
-            _EARLIER.c.instance_id == outbox.c.instance_id,
-            _EARLIER.c.status == PENDING,
-            _EARLIER.c.seq < outbox.c.seq,
-        )
-        .exists()
+    blocked = sa.exists().where(
+        _EARLIER.c.instance_id == outbox.c.instance_id,
+        _EARLIER.c.status == PENDING,
+        _EARLIER.c.seq < outbox.c.seq,
     )
     unleased = sa.or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at <= now)
     due = (
