@@ -10,8 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from receiver.config import Settings
-from receiver.log import configure_logging
+from receiver.log import configure_logging, request_id
+from receiver.services import Services
+from receiver.web import create_app
 from tests.appserver import SECRET
+from tests.test_webhook import URL, basic
 
 log = logging.getLogger("receiver.test")
 
@@ -78,3 +81,16 @@ def test_the_databases_password_never_reaches_a_log(captured: io.StringIO) -> No
     log.error("store.unavailable", extra={"error": "auth failed for gbg:Pg-pass-7c1e"})
     assert "Pg-pass-7c1e" not in captured.getvalue()
     assert "[redacted]" in captured.getvalue()
+
+
+def test_a_webhooks_lines_carry_its_request_id_and_only_its_own(
+    captured: io.StringIO, services: Services
+) -> None:
+    configure_logging(services.settings, stream=captured)
+    client = create_app(services=services).test_client()
+    headers = {**basic(), "X-Request-ID": "req-7"}
+    assert client.post(URL, json={"instanceId": "r-1"}, headers=headers).status_code == 202
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
+    assert accepted["request_id"] == "req-7"
+    assert request_id.get() is None  # the next request's lines start without it
