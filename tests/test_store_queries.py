@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
 from receiver.domain.model import Event
 from receiver.store import Store, events, inbox, outbox, schema
+from tests.conftest import empty_tables
 from tests.test_store import NOW, delivery
 
 HOUR = 3600.0
@@ -45,6 +49,18 @@ def test_endings_by_hour_count_completed_and_failed_from_since_on(store: Store) 
         (hour, "webhook", 2),
         (hour + 1, "poll", 2),
     ]
+
+
+def test_endings_by_source_count_completed_and_failed_only(store: Store) -> None:
+    log(
+        store,
+        ("s-1", "completed", "webhook", NOW),
+        ("s-2", "failed", "webhook", NOW),
+        ("s-3", "completed", "poll", NOW),
+        ("s-4", "expired", "poll", NOW),
+        ("s-5", "in_progress", "api", NOW),
+    )
+    assert store.transaction(events.endings_by_source) == {"webhook": 2, "poll": 1}
 
 
 def quarantine(store: Store, *instance_ids: str) -> list[int]:
@@ -150,6 +166,11 @@ def test_erase_deletes_that_instances_messages_in_every_status_and_no_other(
     )
     assert store.transaction(lambda conn: outbox.erase(conn, "x-1")) == 3
     assert [m.seq for m in store.messages(status=None, limit=9)] == [4]
+
+
+def test_messages_come_after_a_seq_a_page_at_a_time(store: Store) -> None:
+    messages(store, *((seq, f"m-{seq}", NOW, "pending") for seq in (1, 2, 3, 4)))
+    assert [m.seq for m in store.messages(status=None, limit=2, after=1)] == [2, 3]
 
 
 def test_purge_deletes_done_messages_written_strictly_before(store: Store) -> None:
@@ -260,3 +281,21 @@ def test_a_released_message_is_no_longer_on_its_way(store: Store) -> None:
     replayed = store.replay_message(1, NOW)  # not refused as "on its way"
     assert replayed is not None
     assert replayed.status == "pending"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_events_are_appended_one_transaction_at_a_time(
+    pg_engine: sa.Engine,
+) -> None:
+    # Sequence values are handed out before commit: a second writer must wait for the
+    # first's commit, or a reader could pass the first's seq before it is visible.
+    empty_tables(pg_engine)
+    event = Event("o-1", "completed", "in_progress", "poll", NOW)
+    with pg_engine.connect() as first, pg_engine.connect() as second, first.begin():
+        events.append(first, [event])
+        with second.begin():
+            second.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                events.append(second, [event])
+    with pg_engine.begin() as conn:
+        assert len(events.after(conn, 0, 10)) == 1  # the second never got in
