@@ -148,7 +148,7 @@ def fold(
     observations: Sequence[tuple[Observation, float]],
     *,
     lease_owner: str | None = None,
-    forward: bool = False,
+    forward: bool,
 ) -> list[Decision]:
     """Fold observations, in order, in one transaction; with ``forward``, each status
     change's message to the application goes into the outbox in that transaction too."""

@@ -147,7 +147,7 @@ def apply(
 ) -> Decision:
     """Fold one observation into the store, as every path does."""
     [decision] = usecases.fold(
-        store, policy or Policy(), [(observation, now)], lease_owner=lease_owner
+        store, policy or Policy(), [(observation, now)], lease_owner=lease_owner, forward=False
     )
     return decision
 

@@ -214,6 +214,15 @@ def test_an_advice_key_is_a_name_of_letters_digits_and_dots_never_free_text() ->
     }
 
 
+def test_a_scalar_field_holding_an_object_or_a_list_is_dropped() -> None:
+    document = {"status": {"firstName": "Jane"}, "instanceId": ["Jane Doe"], "outcome": None}
+    assert minimal(document, RESULT | {"instanceId": True}) == {}
+    assert minimal({"status": 3, "instanceId": True}, RESULT | {"instanceId": True}) == {
+        "status": 3,
+        "instanceId": True,
+    }
+
+
 def test_an_outcome_label_is_kept_up_to_48_characters() -> None:
     longest = "A" * 24 + " " + "B" * 23
     assert minimal({"outcome": longest}, RESULT) == {"outcome": longest}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from receiver import fetching, usecases
+from receiver.domain.model import FetchFailed
 from receiver.errors import GbgError
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
@@ -172,3 +173,31 @@ def test_an_operators_poll_holds_the_lease_and_yields_to_a_worker_that_took_it_a
     assert instance is not None
     assert instance.status == "in_progress"  # the worker's fetch is the one to keep
     assert [owner for _, owner, _ in services.store.leases()] == ["worker"]
+
+
+def test_a_lost_lease_skips_that_instance_alone_in_a_batch(
+    store_services: Services, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    services, store = store_services, store_services.store
+    for instance_id in ("l-1", "l-2"):
+        usecases.register(services, instance_id, None)
+    assert store.claim("l-1", "other", clock(), 30)  # another worker holds l-1 now
+    assert store.claim("l-2", "w", clock(), 30)
+    failed = [(FetchFailed(i, "http_500", started_at=clock()), clock()) for i in ("l-1", "l-2")]
+    lost, kept = usecases.fold(store, services.policy, failed, lease_owner="w", forward=False)
+    assert (lost.instance.poll_errors, lost.event, lost.created) == (0, None, False)
+    assert kept.instance.poll_errors == 1
+    assert [store.get(i).poll_errors for i in ("l-1", "l-2")] == [0, 1]  # type: ignore[union-attr]
+    assert lines(caplog, "poll.lease_lost") == [{"instance_id": "l-1"}]
+
+
+def test_a_fold_under_a_lease_gives_it_back_even_when_nothing_changed(
+    store_services: Services, clock: FakeClock
+) -> None:
+    services, store = store_services, store_services.store
+    usecases.register(services, "u-1", None)
+    outage = FetchFailed("u-1", "http_503", started_at=clock(), gbg_wide=True)
+    for _ in range(2):  # the second finds the instance exactly as the first left it
+        assert store.claim("u-1", "w", clock(), 30)
+        usecases.fold(store, services.policy, [(outage, clock())], lease_owner="w", forward=False)
+        assert store.leases() == []

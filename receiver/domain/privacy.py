@@ -76,7 +76,7 @@ def minimal(document: Any, shape: Any) -> Any:
     if shape is True:
         if isinstance(document, str):
             return document[:_TEXT]
-        return document if isinstance(document, int | float | bool) or document is None else None
+        return document if isinstance(document, int | float | bool) else None
     if shape == CODES:
         return _codes(document)
     if shape == LABEL:
