@@ -4,8 +4,12 @@ its lease runs)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
+import pytest
+
+from receiver import notify
 from receiver.downstream import Attempt, Downstream
 from receiver.services import Services
 from receiver.store import Store
@@ -61,3 +65,65 @@ def test_every_claimed_message_has_its_own_sender_thread(
     assert forwarder.wait() == ["delivered"] * many  # all in flight at once
     assert all(name.startswith("forward_") for name in held.threads)
     forwarder.close()
+
+
+def test_a_forwarders_connections_match_its_concurrency(services: Services) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarder = Forwarder(services, concurrency=12)
+    adapter = forwarder.downstream.session.get_adapter("https://app.example/hooks")
+    assert adapter.poolmanager.connection_pool_kw["maxsize"] == 12  # type: ignore[attr-defined]
+    forwarder.close()
+
+
+def test_closing_waits_for_the_sends_in_flight_then_gives_back_what_is_left(
+    services: Services, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    due(services.store, clock, 1)
+    held = Held(2)  # the send waits for this test to join it
+    forwarder = Forwarder(services, downstream=held)
+    assert forwarder.drain() == 1
+    closed: list[int] = []
+    closing = threading.Thread(target=lambda: closed.append(forwarder.close()))
+    closing.start()
+    held.barrier.wait()
+    closing.join(WAIT)
+    assert closed == [0]  # the send was recorded before close gave back leases: none left
+    assert [m.status for m in services.store.messages(status=None, limit=9)] == ["delivered"]
+
+
+class Broken(Downstream):
+    def __init__(self) -> None:
+        super().__init__("https://app.example/hooks", SECRET)
+
+    def send(self, seq: int, body: str) -> Attempt:
+        raise RuntimeError("a bug in sending")
+
+
+def test_closing_gives_back_the_lease_of_a_send_that_crashed(
+    services: Services, clock: FakeClock
+) -> None:
+    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    due(services.store, clock, 1)
+    forwarder = Forwarder(services, downstream=Broken())
+    assert forwarder.drain() == 1
+    assert forwarder.wait() == [None]  # logged as forward.failed; its lease still held
+    assert forwarder.close() == 1
+    assert forwarder.services.store.claim_messages("other", clock(), 9, 30) != []
+
+
+def test_an_attempts_line_says_in_how_long_the_next_one_goes_to_the_ms(
+    services: Services, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    due(services.store, clock, 1)
+    [message] = services.store.claim_messages("w", clock(), 1, 30)
+
+    class Slow(Downstream):
+        def send(self, seq: int, body: str) -> Attempt:
+            return Attempt("http_503", retry_after=12.34567)  # longer than the schedule's 5 s
+
+    slow = Slow("https://app.example/hooks", SECRET)
+    assert notify.attempt(services, slow, message, "w") == "http_503"
+    [line] = [r for r in caplog.records if r.getMessage() == "forward.attempted"]
+    assert line.next_attempt_in_s == 12.346  # type: ignore[attr-defined]
