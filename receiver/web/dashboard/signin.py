@@ -76,8 +76,7 @@ def sign_in(presented: str, tokens: Sequence[str], key: bytes, now: float) -> bo
     session.permanent = True
     session["who"] = _mark(key, matched)
     session["since"] = now
-    session["sid"] = secrets.token_urlsafe(24)
-    session["csrf"] = secrets.token_urlsafe(32)
+    session["sid"] = secrets.token_urlsafe(24)  # a fresh CSRF token is made on first use
     log.info("dashboard.signed_in", extra={"peer": request.remote_addr})
     return True
 
