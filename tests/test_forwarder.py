@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -14,8 +15,9 @@ from receiver.downstream import Attempt, Downstream
 from receiver.services import Services
 from receiver.store import Store
 from receiver.workers.forwarder import Forwarder
-from tests.appserver import SECRET
+from tests.appserver import SECRET, App, running
 from tests.conftest import FakeClock, with_settings
+from tests.test_outbox_edges import MESSAGE
 from tests.test_store_queries import messages
 
 WAIT = 10.0  # seconds a test waits for sends that should all be running at once
@@ -127,3 +129,17 @@ def test_an_attempts_line_says_in_how_long_the_next_one_goes_to_the_ms(
     assert notify.attempt(services, slow, message, "w") == "http_503"
     [line] = [r for r in caplog.records if r.getMessage() == "forward.attempted"]
     assert line.next_attempt_in_s == 12.346  # type: ignore[attr-defined]
+
+
+def test_a_forward_verifies_on_a_host_whose_clock_is_not_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # the timestamp is UTC whatever the zone
+    time.tzset()
+    try:
+        with running(App()) as app:
+            assert Downstream(app.url, SECRET).send(7, MESSAGE).error is None
+            assert (len(app.delivered()), app.unverified) == (1, 0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
