@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from receiver.guards import DEMO_SECRETS, MIN_SECRET, demo_values, loopback, not_whsec, weak_secret
+from receiver.guards import (
+    DEMO_SECRETS,
+    MIN_SECRET,
+    demo_values,
+    loopback,
+    loopback_bind,
+    not_whsec,
+    weak_secret,
+)
 from tests.processes import base_env, run
 
 HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -124,3 +132,20 @@ def test_web_with_real_gbg_and_the_demo_values_does_not_start(tmp_path: Path) ->
     assert refused.returncode == 1
     assert "RECEIVER_WEBHOOK_PASSWORD: is a published demo value" in refused.stderr
     assert "RECEIVER_API_TOKENS: is a published demo value" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("bind", "local"),
+    [
+        ("127.0.0.1:8000", True),
+        ("[::1]:8000", True),
+        ("localhost:8000", True),
+        ("unix:/run/gbg-receiver.sock", True),
+        ("0.0.0.0:8000", False),
+        ("[::]:8000", False),
+        ("Xlocalhost:8000", False),  # a name that only contains "localhost"
+        ("10.0.0.5:8000", False),
+    ],
+)
+def test_a_bind_is_loopback_only_when_its_host_is_this_machine(bind: str, local: bool) -> None:
+    assert loopback_bind(bind) is local
