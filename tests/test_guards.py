@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from receiver.config import Settings
+from receiver.errors import ConfigError
 from receiver.guards import (
     DEMO_SECRETS,
     MIN_SECRET,
@@ -116,6 +118,22 @@ def test_published_demo_values_guard_only_a_demo_on_loopback(
         ["RECEIVER_WEBHOOK_PASSWORD", "RECEIVER_API_TOKENS"] if refused else []
     )
     assert demo_values({"API_TOKENS": ("a-token-of-our-own-9c2d-6e0a",)}, gbg, bind) == []
+    assert all(
+        p.endswith(f"(GBG is {gbg}, the bind {bind}); set a secret of your own") for p in problems
+    )
+
+
+def test_the_web_role_takes_the_demo_values_for_a_demo_on_loopback() -> None:
+    demo = {
+        "RECEIVER_GBG_BASE_URL": "http://127.0.0.1:8001",
+        "RECEIVER_BIND": "127.0.0.1:8000",
+        "RECEIVER_WEBHOOK_USERNAME": "demo",
+        "RECEIVER_WEBHOOK_PASSWORD": "demo-password-for-make-run-only",
+        "RECEIVER_API_TOKENS": "demo-token-for-make-run-only",
+    }
+    Settings.from_env(demo).check_web()  # make run's settings: no refusal
+    with pytest.raises(ConfigError, match="RECEIVER_API_TOKENS: is a published demo value"):
+        Settings.from_env(demo | {"RECEIVER_BIND": "0.0.0.0:8000"}).check_web()
 
 
 def test_web_with_real_gbg_and_the_demo_values_does_not_start(tmp_path: Path) -> None:

@@ -6,13 +6,15 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY
 
 from receiver.config import Settings
 from receiver.log import configure_logging, request_id
 from receiver.services import Services
-from receiver.web import create_app
+from receiver.web import create_app, webhook
 from tests.appserver import SECRET
 from tests.test_webhook import URL, basic
 
@@ -94,3 +96,22 @@ def test_a_webhooks_lines_carry_its_request_id_and_only_its_own(
     [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
     assert accepted["request_id"] == "req-7"
     assert request_id.get() is None  # the next request's lines start without it
+
+
+def test_a_webhooks_line_and_latency_metric_give_its_duration(
+    captured: io.StringIO, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure_logging(services.settings, stream=captured)
+    client = create_app(services=services).test_client()
+    clock = iter([100.0, 100.0123456])  # the start, the log line; the answer's metric after
+    monkeypatch.setattr(webhook, "time", SimpleNamespace(perf_counter=lambda: next(clock, 100.02)))
+    sample = (
+        "gbg_receiver_http_request_seconds_sum",
+        {"method": "POST", "endpoint": URL, "status": "202"},
+    )
+    before = REGISTRY.get_sample_value(*sample) or 0.0
+    assert client.post(URL, json={"instanceId": "d-1"}, headers=basic()).status_code == 202
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
+    assert accepted["duration_ms"] == 12.35
+    assert REGISTRY.get_sample_value(*sample) == pytest.approx(before + 0.02)

@@ -269,6 +269,14 @@ def test_a_gbg_wide_failure_charges_the_instance_nothing() -> None:
     )
 
 
+def test_a_gbg_wide_failure_of_an_instance_out_of_errors_leaves_it_none() -> None:
+    spent = instance(poll_errors=POLICY.max_errors, polling_gave_up=True)  # an operator's poll
+    failure = FetchFailed(ID, "connect", gbg_wide=True)
+    after = decide(spent, failure, NOW, POLICY).instance
+    assert after.last_error is not None
+    assert after.last_error["errorsLeft"] == 0
+
+
 def test_a_failed_fetch_counts_and_schedules_by_the_instances_own_spread() -> None:
     policy = Policy(jitter=0.1)
     due = instance(poll_errors=2)
