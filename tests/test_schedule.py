@@ -94,6 +94,7 @@ def test_the_policy_is_the_settings_own() -> None:
         poll_max_errors=5,
         poll_max_interval=60.0,
         instance_ttl=7.0,
+        webhook_followups=(0.5, 3.0),
     )
     assert Policy.from_settings(settings) == Policy(
         webhook_timeout=11.0,
@@ -103,4 +104,5 @@ def test_the_policy_is_the_settings_own() -> None:
         max_errors=5,
         max_interval=60.0,
         ttl=7.0,
+        followups=(0.5, 3.0),
     )
