@@ -101,8 +101,9 @@ def _scale(value: float) -> str:
 def endings(store: Store, now: float) -> Endings:
     """The last 24 whole-or-partial hours up to ``now``, oldest first, every hour shown."""
     last = int(now // HOUR)
-    counts = {h: dict.fromkeys(SOURCES, 0) for h in range(last - HOURS + 1, last + 1)}
-    for hour, source, n in store.endings_by_hour(min(counts) * HOUR):
+    first = last - HOURS + 1
+    counts = {h: dict.fromkeys(SOURCES, 0) for h in range(first, last + 1)}
+    for hour, source, n in store.endings_by_hour(first * HOUR):
         if hour in counts and source in counts[hour]:
             counts[hour][source] += n
     return Endings([Bar(h, by_source) for h, by_source in counts.items()])
