@@ -14,8 +14,8 @@ from receiver.store import Message
 from receiver.store.schema import metadata
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
-from tests.appserver import SECRET
-from tests.conftest import API_TOKEN, FakeClock, with_settings
+from tests.conftest import API_TOKEN, FakeClock
+from tests.test_forwarding import forwarding_on
 from tests.test_poller import poll_once, webhook
 
 REFERENCE = "ORDER-jane.doe@example.com"
@@ -46,7 +46,7 @@ def settle(services: Services, message: Message, how: str) -> None:
 def test_erase_leaves_nothing_personal_in_any_message_status(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     store = services.store
     started = usecases.start_journey(services, "age-check@latest", {}, REFERENCE).instance
     url = started.instance_url
@@ -104,7 +104,7 @@ def test_erase_leaves_nothing_personal_in_any_message_status(
 def test_retention_purges_failed_messages_as_well(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     store = services.store
     for instance_id in ("p-1", "p-2", "p-3"):
         sim.set_status(instance_id, "Completed", OUTCOME)

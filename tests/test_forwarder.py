@@ -16,7 +16,8 @@ from receiver.services import Services
 from receiver.store import Store
 from receiver.workers.forwarder import Forwarder
 from tests.appserver import SECRET, App, running
-from tests.conftest import FakeClock, with_settings
+from tests.conftest import FakeClock
+from tests.test_forwarding import forwarding_on
 from tests.test_outbox_edges import MESSAGE
 from tests.test_store_queries import messages
 
@@ -43,7 +44,7 @@ def due(store: Store, clock: FakeClock, count: int) -> None:
 
 
 def test_a_forwarder_claims_only_what_it_has_room_for(services: Services, clock: FakeClock) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     due(services.store, clock, 5)
     held = Held(2)
     forwarder = Forwarder(services, concurrency=2, downstream=held)
@@ -58,7 +59,7 @@ def test_a_forwarder_claims_only_what_it_has_room_for(services: Services, clock:
 def test_every_claimed_message_has_its_own_sender_thread(
     services: Services, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     many = 40  # more than a thread pool's default size on any machine under 36 cores
     due(services.store, clock, many)
     held = Held(many)
@@ -70,7 +71,7 @@ def test_every_claimed_message_has_its_own_sender_thread(
 
 
 def test_a_forwarders_connections_match_its_concurrency(services: Services) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     forwarder = Forwarder(services, concurrency=12)
     adapter = forwarder.downstream.session.get_adapter("https://app.example/hooks")
     assert adapter.poolmanager.connection_pool_kw["maxsize"] == 12  # type: ignore[attr-defined]
@@ -80,7 +81,7 @@ def test_a_forwarders_connections_match_its_concurrency(services: Services) -> N
 def test_closing_waits_for_the_sends_in_flight_then_gives_back_what_is_left(
     services: Services, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     due(services.store, clock, 1)
     held = Held(2)  # the send waits for this test to join it
     forwarder = Forwarder(services, downstream=held)
@@ -105,7 +106,7 @@ class Broken(Downstream):
 def test_closing_gives_back_the_lease_of_a_send_that_crashed(
     services: Services, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     due(services.store, clock, 1)
     forwarder = Forwarder(services, downstream=Broken())
     assert forwarder.drain() == 1

@@ -45,8 +45,13 @@ def sample(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def forwarding_on(services: Services, url: str = "https://app.example/hooks") -> Services:
+    """The services with forwarding to ``url`` on, signed with the test secret."""
+    return with_settings(services, forward_url=url, forward_secret=SECRET)
+
+
 def forwarding(services: Services, app: App) -> Forwarder:
-    with_settings(services, forward_url=app.url, forward_secret=SECRET)
+    forwarding_on(services, app.url)
     return Forwarder(services)
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -85,6 +86,13 @@ def test_the_databases_password_never_reaches_a_log(captured: io.StringIO) -> No
     assert "[redacted]" in captured.getvalue()
 
 
+def accepted_line(captured: io.StringIO) -> dict[str, Any]:
+    """The one ``webhook.accepted`` JSON line written so far."""
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
+    return accepted
+
+
 def test_a_webhooks_lines_carry_its_request_id_and_only_its_own(
     captured: io.StringIO, services: Services
 ) -> None:
@@ -92,8 +100,7 @@ def test_a_webhooks_lines_carry_its_request_id_and_only_its_own(
     client = create_app(services=services).test_client()
     headers = {**basic(), "X-Request-ID": "req-7"}
     assert client.post(URL, json={"instanceId": "r-1"}, headers=headers).status_code == 202
-    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
-    [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
+    accepted = accepted_line(captured)
     assert accepted["request_id"] == "req-7"
     assert request_id.get() is None  # the next request's lines start without it
 
@@ -111,7 +118,6 @@ def test_a_webhooks_line_and_latency_metric_give_its_duration(
     )
     before = REGISTRY.get_sample_value(*sample) or 0.0
     assert client.post(URL, json={"instanceId": "d-1"}, headers=basic()).status_code == 202
-    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
-    [accepted] = [line for line in lines if line["event"] == "webhook.accepted"]
+    accepted = accepted_line(captured)
     assert accepted["duration_ms"] == 12.35
     assert REGISTRY.get_sample_value(*sample) == pytest.approx(before + 0.02)

@@ -23,7 +23,7 @@ from receiver.workers.forwarder import Forwarder
 from tests.appserver import SECRET, App, running
 from tests.conftest import API_TOKEN, FakeClock, with_settings
 from tests.test_dashboard import page, post, sign_in
-from tests.test_forwarding import complete, forwarding, send
+from tests.test_forwarding import complete, forwarding, forwarding_on, send
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -34,7 +34,7 @@ def test_a_trickling_answer_is_cut_at_its_deadline_and_others_keep_flowing(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
     with running(App(trickle={"slow-1"})) as app:
-        with_settings(services, forward_url=app.url, forward_secret=SECRET)
+        forwarding_on(services, app.url)
         first, second = (
             Forwarder(services, downstream=Downstream(app.url, SECRET, timeout=DEADLINE))
             for _ in range(2)
@@ -58,7 +58,7 @@ def test_a_trickling_answer_is_cut_at_its_deadline_and_others_keep_flowing(
 
 
 def test_a_lease_outlives_any_attempt(services: Services) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     with_settings(services, poll_lease=5.0)
     slow = Downstream("https://app.example/hooks", SECRET, timeout=(3.05, 10.0))
     forwarder = Forwarder(services, downstream=slow)
@@ -69,7 +69,7 @@ def test_a_lease_outlives_any_attempt(services: Services) -> None:
 def test_a_worker_that_lost_its_lease_cannot_record_over_the_new_owner(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     complete(services, sim, clock, "l-1")
     store = services.store
     [mine] = store.claim_messages("old", clock(), 10, 30)
@@ -164,7 +164,7 @@ def test_never_an_older_status_after_a_newer_one(
 def test_a_delivered_message_is_not_replayed_after_a_later_one(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     usecases.register(services, "d-1", None)
     clock.advance(services.settings.instance_ttl + 1)
     usecases.observe(services, TtlPassed("d-1"), clock())
@@ -193,7 +193,7 @@ def test_a_delivered_message_is_not_replayed_after_a_later_one(
 def test_a_replay_looks_at_its_own_instance_only_and_leaves_a_pending_message_as_it_is(
     services: Services, sim: Simulator, clock: FakeClock
 ) -> None:
-    with_settings(services, forward_url="https://app.example/hooks", forward_secret=SECRET)
+    forwarding_on(services)
     store, client = services.store, create_app(services=services).test_client()
     complete(services, sim, clock, "a-1")
     [mine] = store.claim_messages("w", clock(), 10, 30)
