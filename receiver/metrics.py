@@ -45,6 +45,14 @@ class Metrics:
         self.folded = Counter(
             "gbg_receiver_inbox_folded", "Webhook deliveries folded from the inbox into instances"
         )
+        self.written = Counter(
+            "gbg_receiver_inbox_writer_deliveries",
+            "Deliveries the inbox writer (SQLite) committed, or could not (the worker did)",
+            ["outcome"],
+        )
+        self.writer_commits = Counter(
+            "gbg_receiver_inbox_writer_commits", "Commits of the inbox writer (SQLite)"
+        )
         self.fetches = Counter(
             "gbg_receiver_gbg_fetches", "GBG state fetches by outcome", ["outcome"]
         )

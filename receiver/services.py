@@ -47,7 +47,10 @@ def build_services(
         # Each fetch thread may reserve a rate slot at once; a few more for the jobs.
         connections = max(settings.web_threads, settings.poll_concurrency) + 4
         store = Store.from_url(
-            settings.database_url, connections=connections, pooled=settings.database_pooled
+            settings.database_url,
+            connections=connections,
+            pooled=settings.database_pooled,
+            inbox_socket=settings.inbox_socket or "",
         )
     if gbg is None and settings.gbg_client_id is not None:
         gbg = GbgClient(

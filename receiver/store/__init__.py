@@ -34,6 +34,7 @@ from receiver.store import (
 from receiver.store.engine import Database
 from receiver.store.groupcommit import GroupCommitter
 from receiver.store.inbox import Delivery
+from receiver.store.inboxlink import InboxLink
 from receiver.store.outbox import Message
 
 _T = TypeVar("_T")
@@ -45,14 +46,18 @@ __all__ = ["Database", "Delivery", "Message", "Store"]
 class Store:
     """One database and the operations the service runs on it."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, inbox_socket: str = "") -> None:
         self.db = db
         self.engine = db.engine
         self._inbox = GroupCommitter(self._append)
+        self._writer = InboxLink(inbox_socket) if inbox_socket else None
 
     @classmethod
-    def from_url(cls, url: str, *, connections: int = 5, pooled: bool = False) -> Store:
-        return cls(Database.from_url(url, connections=connections, pooled=pooled))
+    def from_url(
+        cls, url: str, *, connections: int = 5, pooled: bool = False, inbox_socket: str = ""
+    ) -> Store:
+        db = Database.from_url(url, connections=connections, pooled=pooled)
+        return cls(db, inbox_socket=inbox_socket)
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         return self.db.transaction(work)
@@ -60,13 +65,25 @@ class Store:
     # -- the inbox -------------------------------------------------------------------------
 
     def append_delivery(self, delivery: Delivery) -> None:
-        """Commit one delivery to the inbox; concurrent callers share a commit."""
-        self._inbox.submit(delivery)
+        """Commit one delivery to the inbox: through the host's inbox writer where there is
+        one (``inboxlink``), else here, concurrent callers sharing a commit."""
+        if self._writer is None or not self._writer.append(delivery):
+            self._inbox.submit(delivery)
+
+    def append_deliveries(self, batch: list[Delivery]) -> None:
+        """Commit deliveries to the inbox in one statement (the inbox writer's commit)."""
+        with self.db.cursor() as cursor:
+            inbox.append(cursor, self.engine.dialect.paramstyle, batch)
 
     def _append(self, batch: list[tuple[Delivery]]) -> list[None]:
-        with self.db.cursor() as cursor:
-            inbox.append(cursor, self.engine.dialect.paramstyle, [d for (d,) in batch])
+        self.append_deliveries([d for (d,) in batch])
         return [None] * len(batch)
+
+    def close(self) -> None:
+        """Let go of the inbox writer's lines and the database's connections."""
+        if self._writer is not None:
+            self._writer.close()
+        self.engine.dispose()
 
     def deliveries_for(self, instance_id: str, **page: Any) -> list[dict[str, Any]]:
         """``page``: after (an id), limit, newest (see ``inbox.for_instance``)."""

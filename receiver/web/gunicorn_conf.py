@@ -16,12 +16,14 @@ import tempfile
 import weakref
 from typing import Any
 
+import sqlalchemy as sa
 from gunicorn import glogging
 from gunicorn.workers.gthread import ThreadWorker
 
 from receiver import metricfiles
 from receiver.config import Settings
 from receiver.log import LOGGED, configure_logging
+from receiver.web.inboxwriter import WriterProcess
 
 _settings = Settings.from_env()
 configure_logging(_settings, stream=sys.stdout)  # the master's own lines, as JSON too
@@ -49,9 +51,26 @@ _own_metrics_dir = _settings.metrics_dir is None
 _metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="gbg-receiver-metrics-")
 raw_env = [f"RECEIVER_METRICS_DIR={_metrics_dir}"]
 
+# On SQLite the workers hand their deliveries to one writer (receiver.web.inboxwriter).
+_db = sa.engine.make_url(_settings.database_url)
+_writer: WriterProcess | None = None
+if _db.get_backend_name() == "sqlite" and _db.database not in (None, "", ":memory:"):
+    _writer = WriterProcess(os.path.join(tempfile.mkdtemp(prefix="gbg-receiver-"), "inbox.sock"))
+    raw_env.append(f"RECEIVER_INBOX_SOCKET={_writer.path}")
+
 
 def on_starting(server: Any) -> None:
     metricfiles.prepare(_metrics_dir)
+    if _writer is not None:
+        _writer.start()
+        reap = server.reap_workers
+
+        def reap_workers() -> None:  # gunicorn reaps every child, the writer too
+            reap()
+            if server.LISTENERS:  # not while stopping
+                _writer.revive()
+
+        server.reap_workers = reap_workers
 
 
 def on_reload(server: Any) -> None:
@@ -62,6 +81,9 @@ def on_reload(server: Any) -> None:
     for name in [n for n in sys.modules if n == "receiver" or n.startswith("receiver.")]:
         if name != __name__:
             del sys.modules[name]
+    if _writer is not None:  # the writer too: the new release's code
+        _writer.stop()
+        _writer.start()
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -73,6 +95,9 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    if _writer is not None:
+        _writer.stop()
+        shutil.rmtree(os.path.dirname(_writer.path), ignore_errors=True)
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
 

@@ -1,0 +1,416 @@
+"""The host's one inbox writer (SQLite): frames, one commit for every worker's
+deliveries, and a worker that writes itself whenever the writer cannot help."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
+from receiver import metrics
+from receiver.errors import StoreUnavailable
+from receiver.migrations import upgrade
+from receiver.store import Delivery, Store, inboxlink
+from receiver.store.inboxlink import HEAD, frame, unframe
+from receiver.store.schema import deliveries
+from receiver.web.inboxwriter import InboxWriter, WriterProcess
+from tests.processes import Proc, base_env, post_webhook, run, start_web
+
+
+def delivery(instance_id: str, body: bytes = b'{"instanceId":"x"}') -> Delivery:
+    headers = {"Content-Type": "application/json", "User-Agent": "GBG"}
+    return Delivery(instance_id, 1000.25, body, headers, "10.0.0.7", "Completed")
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory: a unix socket's path must fit in 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="gbg-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'receiver.db'}")
+    upgrade(store.engine)
+    yield store
+    store.engine.dispose()
+
+
+class Recording(Store):
+    """A store that remembers each batch the writer committed."""
+
+    batches: list[list[str]]
+
+    def append_deliveries(self, batch: list[Delivery]) -> None:
+        super().append_deliveries(batch)
+        self.batches.append([d.instance_id for d in batch])
+
+
+@pytest.fixture
+def writer(sqlite_store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
+    """A writer with its own store on the same database, serving in a thread."""
+    own = Recording(sqlite_store.db)
+    own.batches = []
+    path = str(socket_dir / "inbox.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    serving = InboxWriter(own, listener, metrics.start(None))
+    yield serving, own, path
+    serving.close()
+
+
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def stored(store: Store) -> list[tuple[str, bytes, str | None]]:
+    query = sa.select(deliveries.c.instance_id, deliveries.c.body, deliveries.c.claim)
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query.order_by(deliveries.c.id))]  # type: ignore[misc]
+
+
+def serve_in_thread(serving: InboxWriter) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            serving.step(0.05)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_frames_come_back_whole_however_the_bytes_arrive() -> None:
+    sent = [
+        delivery("a-1"),
+        delivery("b-2", body=b"\x00\xff binary"),
+        Delivery("c", 1.0, b"", {}, None, None),
+    ]
+    wire = b"".join(frame(d) for d in sent)
+    buffer, got = bytearray(), []
+    for i in range(len(wire)):  # one byte at a time
+        buffer += wire[i : i + 1]
+        got += unframe(buffer)
+    assert got == sent
+    assert buffer == bytearray()
+
+
+def test_a_frame_larger_than_any_delivery_cuts_the_line() -> None:
+    buffer = bytearray(HEAD.pack(10, inboxlink.MAX_FRAME))
+    with pytest.raises(ValueError, match="frame too large"):
+        unframe(buffer)
+
+
+def test_the_writer_commits_every_connected_workers_deliveries_in_one_statement(
+    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+) -> None:
+    serving, own, path = writer
+    workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+    for sock in workers:
+        sock.connect(path)
+    while len(serving._buffers) < 2:  # accepted, one per step
+        serving.step(1.0)
+    workers[0].sendall(frame(delivery("w1-a")) + frame(delivery("w1-b")))
+    workers[1].sendall(frame(delivery("w2-a")))
+    commits = counted("gbg_receiver_inbox_writer_commits_total")
+    committed = counted("gbg_receiver_inbox_writer_deliveries_total", outcome="committed")
+    assert serving.step(1.0) == 3
+    assert counted("gbg_receiver_inbox_writer_commits_total") == commits + 1
+    assert (
+        counted("gbg_receiver_inbox_writer_deliveries_total", outcome="committed") == committed + 3
+    )
+    assert own.batches == [["w1-a", "w1-b", "w2-a"]]
+    assert workers[0].recv(2) == b"++"
+    assert workers[1].recv(1) == b"+"
+    for sock in workers:
+        sock.close()
+    assert [row[0] for row in stored(sqlite_store)] == ["w1-a", "w1-b", "w2-a"]
+    assert stored(sqlite_store)[0][1:] == (b'{"instanceId":"x"}', "Completed")
+
+
+def test_a_store_with_a_writer_hands_it_each_delivery(
+    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+) -> None:
+    serving, own, path = writer
+    stop, thread = serve_in_thread(serving)
+    web = Store(sqlite_store.db, inbox_socket=path)
+    try:
+        threads = [
+            threading.Thread(target=web.append_delivery, args=(delivery(f"t-{n}"),))
+            for n in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        thread.join()
+        web.close()
+    assert sorted(i for batch in own.batches for i in batch) == [f"t-{n}" for n in range(8)]
+    assert sorted(row[0] for row in stored(sqlite_store)) == [f"t-{n}" for n in range(8)]
+
+
+def test_with_no_writer_listening_the_worker_writes_itself_and_says_so_once(
+    sqlite_store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    web = Store(sqlite_store.db, inbox_socket=str(socket_dir / "nobody.sock"))
+    web.append_delivery(delivery("alone-1"))
+    web.append_delivery(delivery("alone-2"))
+    web.close()
+    assert [row[0] for row in stored(sqlite_store)] == ["alone-1", "alone-2"]
+    lines = [r for r in caplog.records if r.getMessage() == "inbox.writer_unreachable"]
+    assert len(lines) == 1
+    assert lines[0].cause == "FileNotFoundError"  # type: ignore[attr-defined]
+    assert lines[0].levelname == "WARNING"
+
+
+def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
+    writer: tuple[InboxWriter, Recording, str],
+    sqlite_store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO)
+    serving, own, path = writer
+
+    def down(batch: list[Delivery]) -> None:
+        raise StoreUnavailable("disk I/O error")
+
+    monkeypatch.setattr(own, "append_deliveries", down)
+    stop, thread = serve_in_thread(serving)
+    web = Store(sqlite_store.db, inbox_socket=path)
+    refused = counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
+    try:
+        web.append_delivery(delivery("refused-1"))
+    finally:
+        stop.set()
+        thread.join()
+        web.close()
+    assert [row[0] for row in stored(sqlite_store)] == ["refused-1"]
+    assert (
+        counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
+        == refused + 1
+    )
+    lines = [r for r in caplog.records if r.getMessage() == "inbox_writer.not_committed"]
+    assert [(r.cause, r.count) for r in lines] == [("disk I/O error", 1)]  # type: ignore[attr-defined]
+    warned = [r for r in caplog.records if r.getMessage() == "inbox.writer_unreachable"]
+    assert [r.cause for r in warned] == ["not committed"]  # type: ignore[attr-defined]
+
+
+def test_a_writer_gone_before_it_answered_leaves_the_worker_to_write(
+    sqlite_store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = str(socket_dir / "inbox.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def read_then_die() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        conn.close()  # as a writer killed mid-commit: no answer
+
+    thread = threading.Thread(target=read_then_die, daemon=True)
+    thread.start()
+    web = Store(sqlite_store.db, inbox_socket=path)
+    web.append_delivery(delivery("orphan-1"))
+    web.close()
+    thread.join()
+    listener.close()
+    assert [row[0] for row in stored(sqlite_store)] == ["orphan-1"]
+    warned = [r for r in caplog.records if r.getMessage() == "inbox.writer_unreachable"]
+    assert [r.cause for r in warned] == ["closed"]  # type: ignore[attr-defined]
+
+
+def test_the_worker_goes_back_to_the_writer_once_it_answers_again(
+    writer: tuple[InboxWriter, Recording, str],
+    sqlite_store: Store,
+    socket_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    serving, own, path = writer
+    moved = str(socket_dir / "away.sock")
+    os.rename(path, moved)  # the writer cannot be found for a moment
+    web = Store(sqlite_store.db, inbox_socket=path)
+    web.append_delivery(delivery("meanwhile"))
+    os.rename(moved, path)
+    stop, thread = serve_in_thread(serving)
+    try:
+        web.append_delivery(delivery("through-the-writer"))
+    finally:
+        stop.set()
+        thread.join()
+        web.close()
+    assert own.batches == [["through-the-writer"]]
+    assert [r.getMessage() for r in caplog.records if r.name == "receiver.inbox"] == [
+        "inbox.writer_unreachable",
+        "inbox.writer_reached",
+    ]
+
+
+def test_a_line_sending_garbage_is_cut_and_the_others_are_served(
+    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+) -> None:
+    serving, _, path = writer
+    bad, good = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+    bad.connect(path)
+    good.connect(path)
+    while len(serving._buffers) < 2:
+        serving.step(1.0)
+    bad.sendall(HEAD.pack(3, 0) + b"{{{")
+    good.sendall(frame(delivery("fine")))
+    assert serving.step(1.0) == 1
+    assert good.recv(1) == b"+"
+    assert bad.recv(1) == b""  # closed by the writer
+    assert len(serving._buffers) == 1
+    bad.close()
+    good.close()
+    assert [row[0] for row in stored(sqlite_store)] == ["fine"]
+
+
+@pytest.fixture
+def env_for_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'receiver.db'}"
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    for name in [n for n in os.environ if n.startswith("RECEIVER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RECEIVER_DATABASE_URL", url)
+    return url
+
+
+def wait_for(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_the_writer_process_starts_serves_restarts_and_stops(
+    env_for_writer: str, socket_dir: Path
+) -> None:
+    path = str(socket_dir / "inbox.sock")
+    process = WriterProcess(path)
+    process.start()
+    try:
+        assert process.running()
+        assert os.path.exists(path)
+        store = Store.from_url(env_for_writer, inbox_socket=path)
+        assert store._writer is not None
+        assert store._writer.append(delivery("via-process"))
+        first = process._proc.pid  # type: ignore[union-attr]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not process.running())
+        process.revive()
+        assert process.running()
+        assert process._proc.pid != first  # type: ignore[union-attr]
+        assert store._writer.append(delivery("after-restart"))  # a new line, made at once
+    finally:
+        process.stop()
+    assert not process.running()
+    assert not os.path.exists(path)
+    process.revive()  # stopped on purpose: stays stopped
+    assert not process.running()
+    assert [row[0] for row in stored(store)] == ["via-process", "after-restart"]
+    store.close()
+
+
+def test_a_writer_that_dies_at_once_is_not_started_again_in_a_loop(
+    env_for_writer: str, socket_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    process = WriterProcess(str(socket_dir / "no-such-dir" / "inbox.sock"))  # cannot bind
+    process.start()
+    wait_for(lambda: not process.running())
+    process.revive()  # once more: it may have been killed by accident
+    wait_for(lambda: not process.running())
+    process.revive()
+    assert not process.running()
+    exited = [r for r in caplog.records if r.getMessage() == "inbox_writer.exited"]
+    assert [r.restarted for r in exited] == [True, False]  # type: ignore[attr-defined]
+    process.stop()
+
+
+def writer_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"receiver.web.inboxwriter" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def metric(base: str, line: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = re.search("^" + re.escape(line) + r" (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.live
+def test_gunicorn_on_sqlite_commits_through_its_writer_and_brings_it_back(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    env = base_env(tmp_path)
+    assert run(["migrate"], env).returncode == 0
+    web, base = start_web(env, tmp_path / "web.log", procs)
+    [first] = writer_pids(web.popen.pid)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda n: post_webhook(base, f"live-{n}")[0], range(24)))
+    assert codes == [202] * 24
+    committed = 'gbg_receiver_inbox_writer_deliveries_total{outcome="committed"}'
+    assert metric(base, committed) == 24
+    assert 1 <= metric(base, "gbg_receiver_inbox_writer_commits_total") <= 24
+
+    os.kill(first, signal.SIGKILL)  # webhooks go on: the workers write, then the new writer
+    codes = [post_webhook(base, f"after-{n}")[0] for n in range(6)]
+    assert codes == [202] * 6
+    wait_for(lambda: len(writer_pids(web.popen.pid)) == 1)
+    [second] = writer_pids(web.popen.pid)
+    assert second != first
+    later = iter(range(100))
+
+    def through_the_second() -> bool:  # once it listens (a moment after its pid shows)
+        assert post_webhook(base, f"later-{next(later)}")[0] == 202
+        return metric(base, committed) > 24  # the second writer's, added to the first's
+
+    wait_for(through_the_second)
+
+    engine = sa.create_engine(env["RECEIVER_DATABASE_URL"])
+    with engine.connect() as conn:
+        ids = set(conn.execute(sa.select(deliveries.c.instance_id)).scalars())
+    engine.dispose()
+    sent_later = {f"later-{n}" for n in range(next(later))}
+    assert ids == {f"live-{n}" for n in range(24)} | {f"after-{n}" for n in range(6)} | sent_later
+    assert web.stop() == 0
+    log = web.log.read_text()
+    socket_path = re.findall(r'"event": "inbox_writer.started".*?"socket": "([^"]+)"', log)[-1]
+    assert not os.path.exists(os.path.dirname(socket_path))  # the master cleaned up
+    assert '"event": "inbox_writer.stopped"' in log
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(second, 0)
+        raise AssertionError("the writer outlived its master")
