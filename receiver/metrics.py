@@ -37,6 +37,8 @@ class Metrics:
 
     def __init__(self, directory: str | None) -> None:
         self.directory = directory
+        # exchange.observe's series of each kind of answer: (method, endpoint, status).
+        self.answers: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         from prometheus_client import Counter, Histogram
 
         self.webhooks = Counter(

@@ -13,7 +13,12 @@ def loads(data: bytes | str, *, nul: bool = False) -> Any:
     """Parse ``data``; raise ValueError for invalid JSON, OutOfRange for what valid JSON
     holds and we cannot: a non-finite number, and (unless ``nul``: the caller stores no
     string of it as it is) a NUL character."""
-    value = json.loads(data, parse_constant=_refuse, parse_float=_finite)
+    text = (
+        data.decode(json.detect_encoding(data), "surrogatepass")
+        if isinstance(data, bytes)
+        else data
+    )
+    value = _DECODER.decode(text)  # what json.loads does, without a decoder made per call
     escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
     if not nul and escaped and _holds_nul(value):  # only JSON's escape brings a NUL in
         raise OutOfRange("a string holds a NUL character")
@@ -43,3 +48,6 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise OutOfRange(f"{text[:20]} is out of range")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse, parse_float=_finite)

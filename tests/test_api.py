@@ -12,6 +12,7 @@ from receiver.problemtypes import KINDS
 from receiver.services import Services
 from receiver.testing.simulator import Simulator
 from receiver.web import create_app
+from receiver.web.exchange import METHODS
 from tests.conftest import API_TOKEN, INSTANCE_FIELDS, with_settings
 from tests.test_webhook import basic
 
@@ -193,6 +194,10 @@ def test_a_made_up_method_adds_no_metric_series(client, services: Services) -> N
     text = services.metrics.render(services.store, services.clock)[0].decode()
     assert 'method="BREW"' not in text
     assert 'endpoint="unmatched",method="other",status="405"' in text
+    # Nor a series looked up and kept per made-up method: they all share one.
+    assert [key for key in services.metrics.answers if key[0] not in METHODS] == [
+        ("other", "unmatched", 405)
+    ]
 
 
 def test_replay_of_an_id_no_store_can_hold_is_404(client) -> None:  # type: ignore[no-untyped-def]

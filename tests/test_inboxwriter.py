@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ from prometheus_client import REGISTRY
 from receiver import metrics
 from receiver.errors import StoreUnavailable
 from receiver.migrations import upgrade
-from receiver.store import Delivery, Store, inboxlink
+from receiver.store import Database, Delivery, Store, inboxlink
 from receiver.store.inboxlink import HEAD, frame, unframe
 from receiver.store.schema import deliveries
 from receiver.web.inboxwriter import InboxWriter, WriterProcess
@@ -414,3 +415,30 @@ def test_gunicorn_on_sqlite_commits_through_its_writer_and_brings_it_back(
     with contextlib.suppress(ProcessLookupError):
         os.kill(second, 0)
         raise AssertionError("the writer outlived its master")
+
+
+def test_a_held_cursor_keeps_one_connection_and_lets_it_go_after_an_error(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'receiver.db'}", connections=2, hold=True)
+    upgrade(db.engine)
+    store = Store(db)
+    store.append_deliveries([delivery("h-1")])
+    held = db._held
+    assert held is not None
+    store.append_deliveries([delivery("h-2")])
+    assert db._held is held  # no checkout of the pool for the second commit
+    assert db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    with pytest.raises(sqlite3.IntegrityError):  # NOT NULL: nothing of it stays
+        store.append_deliveries([Delivery(None, 1.0, b"", {}, None, None)])  # type: ignore[arg-type]
+    assert db._held is None
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    store.append_deliveries([delivery("h-3")])
+    assert [row[0] for row in stored(store)] == ["h-1", "h-2", "h-3"]  # each one committed
+    db.close()
+    assert db._held is None
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_without_hold_each_cursor_goes_back_to_the_pool(sqlite_store: Store) -> None:
+    sqlite_store.append_deliveries([delivery("p-1")])
+    assert sqlite_store.db._held is None
+    assert sqlite_store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from receiver.domain.model import (
 from receiver.domain.schedule import Policy
 from receiver.errors import StoreUnavailable
 from receiver.services import Services
-from receiver.store import PURGE_BATCH, Delivery, Store, engine, schema
+from receiver.store import PURGE_BATCH, Delivery, Store, engine, schema, writerqueue
 from receiver.store.copy import copy_from
 from receiver.store.engine import Database
 from receiver.store.rate import HEADROOM, STALE, FetchSlots
@@ -264,7 +264,7 @@ def test_purge_in_batches_deletes_every_old_folded_delivery(store_services: Serv
 def test_a_writer_that_cannot_get_its_turn_gets_a_503_not_a_hang(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(engine, "WRITE_WAIT", 0.3)
+    monkeypatch.setattr(writerqueue, "WRITE_WAIT", 0.3)
     db = Database.from_url(f"sqlite:///{tmp_path / 'w.db'}")
     holding, release = threading.Event(), threading.Event()
 

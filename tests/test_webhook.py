@@ -18,7 +18,7 @@ from receiver.config import Settings
 from receiver.log import LOGGED
 from receiver.migrations import upgrade
 from receiver.services import Services, build_services
-from receiver.store import Store, engine
+from receiver.store import Store, writerqueue
 from receiver.web import create_app
 from tests.conftest import WEBHOOK_PASS, WEBHOOK_USER, with_settings
 
@@ -431,7 +431,7 @@ def test_store_down_is_503_with_retry_after(
 def test_a_writer_lock_held_by_another_process_is_awaited_briefly_then_503(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "WRITE_WAIT", 0.5)
+    monkeypatch.setattr(writerqueue, "WRITE_WAIT", 0.5)
     services = build_services(settings)
     upgrade(services.store.engine)
     writers = services.store.db._writers

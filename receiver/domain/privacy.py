@@ -111,7 +111,8 @@ def time_value(value: Any) -> str | int | float | None:
 
 def allowed_headers(headers: Any, secret: str) -> dict[str, str]:
     """The allow-listed headers of ``headers`` (pairs), never the one named ``secret``."""
-    return {k: v[:_TEXT] for k, v in headers if k.lower() in HEADERS - {secret.lower()}}
+    wanted = HEADERS - {secret.lower()}
+    return {k: v[:_TEXT] for k, v in headers if k.lower() in wanted}
 
 
 def _codes(advice: Any) -> dict[str, Any] | None:

@@ -1,11 +1,12 @@
 """The state store: the only package with SQL (SQLAlchemy Core, no ORM).
 
 Adapters by responsibility: ``schema`` (shared with Alembic), ``engine`` (dialects and
-transactions), ``instances`` (rows, claims, leases), ``inbox`` (webhook deliveries),
-``events`` (the status-change log), ``outbox`` (messages to the application), ``rate``
-(the shared fetch rate), ``attempts`` (fetches and forwards, for timelines), ``sessions``
-(dashboard sign-outs), ``workers`` (heartbeats), ``stats``, ``copy`` and ``purging``
-(retention's batch deletes).
+transactions; ``writerqueue``: SQLite's writers take turns), ``instances`` (rows,
+claims, leases), ``inbox`` (webhook deliveries; ``inboxlink``: the web workers' line to
+the host's inbox writer), ``events`` (the status-change log), ``outbox`` (messages to
+the application), ``rate`` (the shared fetch rate), ``attempts`` (fetches and forwards,
+for timelines), ``sessions`` (dashboard sign-outs), ``workers`` (heartbeats), ``stats``,
+``copy`` and ``purging`` (retention's batch deletes).
 ``Store`` runs each single-step operation in its own transaction; a use case that must
 lock, decide and save in one transaction calls ``transaction`` with the adapter
 functions instead.
@@ -83,7 +84,7 @@ class Store:
         """Let go of the inbox writer's lines and the database's connections."""
         if self._writer is not None:
             self._writer.close()
-        self.engine.dispose()
+        self.db.close()
 
     def deliveries_for(self, instance_id: str, **page: Any) -> list[dict[str, Any]]:
         """``page``: after (an id), limit, newest (see ``inbox.for_instance``)."""

@@ -8,9 +8,6 @@ BEGIN IMMEDIATE and queue through a file lock) and PostgreSQL (psycopg 3).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,11 +19,11 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from receiver.errors import ConfigError, StoreUnavailable
+from receiver.store.writerqueue import WRITE_WAIT, WriterQueue
 
 _T = TypeVar("_T")
 _RACE_RETRIES = 10  # each retry sees the rows the winner created; 2 suffice in practice
 IDLE_PING = 1.0  # seconds a pooled PostgreSQL connection may idle before it is checked
-WRITE_WAIT = 30.0  # seconds a writer waits for its turn, like SQLite's busy_timeout
 _RETRYABLE = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 _DB_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -52,9 +49,13 @@ class Raced(Exception):
 class Database:
     """One engine, its dialect, and the two kinds of transaction the adapters run in."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, hold: bool = False) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        # ``hold``: cursor() keeps its connection between calls (the inbox writer's one
+        # thread), instead of a checkout and a check-in of the pool for every commit.
+        self._hold = hold
+        self._held: Any = None
         # The driver's own exceptions for the same failures (DB-API names), raw cursors.
         dbapi: Any = engine.dialect.dbapi
         self._down = (*_DB_DOWN, dbapi.OperationalError, dbapi.InterfaceError)
@@ -66,8 +67,10 @@ class Database:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, connections: int = 5, pooled: bool = False) -> Database:
-        return cls(make_engine(url, connections=connections, pooled=pooled))
+    def from_url(
+        cls, url: str, *, connections: int = 5, pooled: bool = False, hold: bool = False
+    ) -> Database:
+        return cls(make_engine(url, connections=connections, pooled=pooled), hold=hold)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -99,18 +102,30 @@ class Database:
         """
         try:
             with self._writers:
-                raw = self.engine.raw_connection()
+                raw, self._held = self._held or self.engine.raw_connection(), None
                 driver: Any = raw.driver_connection
+                kept = False
                 try:
                     if self.is_postgres:
                         driver.autocommit = True
                     yield raw.cursor()
+                    kept = self._hold
                 finally:
                     if self.is_postgres and not driver.closed:
                         driver.autocommit = False
-                    raw.close()  # back to the pool
+                    if kept:
+                        self._held = raw
+                    else:
+                        raw.close()  # back to the pool (after an error, always)
         except self._down as exc:
             raise StoreUnavailable(cause(exc)) from exc
+
+    def close(self) -> None:
+        """Give back a held connection, and close the pool's."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+        self.engine.dispose()
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         """Run ``work(conn)`` in a write transaction; again if a concurrent insert won, or
@@ -139,70 +154,6 @@ class Database:
                 raw.close()
         except self._down as exc:
             raise StoreUnavailable(cause(exc)) from exc
-
-
-class WriterQueue:
-    """SQLite writers of every process take turns through one file lock.
-
-    SQLite lets one writer in at a time and makes the others poll with growing sleeps
-    (up to 100 ms each), which turns a busy moment into second-long tails. A blocking
-    flock wakes the next writer the moment the lock is free instead.
-
-    Every holder's transaction is short (purges go in batches), so a wait longer than
-    WRITE_WAIT seconds means the store is stuck: StoreUnavailable (a 503), never a hang.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()  # the threads of one process queue here first
-        self._fd: int | None = None
-        self._pid: int | None = None
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(timeout=WRITE_WAIT):
-            raise StoreUnavailable("the database's writer lock was not free in time")
-        try:
-            if self._pid != os.getpid():  # a forked child needs its own open file
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                self._pid = os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-        except BlockingIOError:
-            self._await_other_process()  # keeps the thread lock, or hands it on
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def _await_other_process(self) -> None:
-        """Wait for another process's turn to end, at most WRITE_WAIT seconds.
-
-        flock has no timeout, so a helper thread blocks in it. If the wait runs out, the
-        helper still takes the lock when it comes, and then lets it and this process's
-        thread lock go: until then this process's other writers time out too.
-        """
-        fd, taken, state = self._fd, threading.Event(), {"abandoned": False}
-        guard = threading.Lock()
-
-        def take() -> None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
-            with guard:
-                taken.set()
-                if not state["abandoned"]:
-                    return
-            fcntl.flock(fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
-            self._lock.release()
-
-        threading.Thread(target=take, name="writer-lock", daemon=True).start()
-        if taken.wait(WRITE_WAIT):
-            return
-        with guard:
-            if taken.is_set():
-                return  # taken just now after all
-            state["abandoned"] = True
-        raise StoreUnavailable("the database's writer lock was not free in time")
-
-    def __exit__(self, *_exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
-        self._lock.release()
 
 
 def _ping_when_idle(engine: Engine) -> None:

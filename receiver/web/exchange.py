@@ -26,8 +26,19 @@ def request_id_for(presented: str) -> str:
 
 def observe(metrics: Metrics, method: str, endpoint: str, status: int, seconds: float) -> None:
     """One answer in the metrics: its latency, and a webhook's outcome."""
-    label = str(status)
     bounded = method if method in METHODS else "other"  # a made-up method adds no series
-    metrics.request_seconds.labels(bounded, endpoint, label).observe(seconds)
-    if endpoint == WEBHOOK_PATH and method == "POST":
-        metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(label, label)).inc()
+    key = (bounded, endpoint, status)
+    series = metrics.answers.get(key)
+    if series is None:  # each kind of answer looks its series up once per process
+        label = str(status)
+        counted = None
+        if endpoint == WEBHOOK_PATH and method == "POST":
+            counted = metrics.webhooks.labels(WEBHOOK_OUTCOMES.get(label, label))
+        series = metrics.answers[key] = (
+            metrics.request_seconds.labels(bounded, endpoint, label),
+            counted,
+        )
+    latency, outcome = series
+    latency.observe(seconds)
+    if outcome is not None:
+        outcome.inc()

@@ -28,7 +28,7 @@ from receiver.config import Settings
 from receiver.errors import StoreUnavailable
 from receiver.log import configure_logging
 from receiver.metrics import Metrics
-from receiver.store import Delivery, Store
+from receiver.store import Database, Delivery, Store
 from receiver.store.inboxlink import COMMITTED, NOT_COMMITTED, unframe
 
 log = logging.getLogger("receiver.inbox_writer")
@@ -181,7 +181,7 @@ def main() -> None:
     path = settings.inbox_socket
     if not path:
         raise SystemExit("RECEIVER_INBOX_SOCKET: not set (gunicorn's master sets it)")
-    store = Store.from_url(settings.database_url, connections=1)
+    store = Store(Database.from_url(settings.database_url, connections=1, hold=True))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(256)
@@ -199,6 +199,7 @@ def main() -> None:
     while not stopping and os.getppid() == master:
         writer.step(1.0)
     writer.close()
+    store.close()
     log.info("inbox_writer.stopped", extra={"socket": path})
 
 
