@@ -74,7 +74,7 @@ class Settings:
     log_format: str = "json"
     retention_days: float = 30.0
     metrics_dir: str | None = None
-    # Set by the web's gunicorn for its workers, on SQLite: the host's inbox writer.
+    # Set by the web's gunicorn for its workers: the host's inbox writer's socket.
     inbox_socket: str | None = None
     # A worker serves /metrics here too (HOST:PORT), for a host that runs no web.
     worker_metrics_bind: str | None = None

@@ -49,11 +49,11 @@ class Metrics:
         )
         self.written = Counter(
             "gbg_receiver_inbox_writer_deliveries",
-            "Deliveries the inbox writer (SQLite) committed, or could not (the worker did)",
+            "Deliveries the inbox writer committed, or could not (the worker then did)",
             ["outcome"],
         )
         self.writer_commits = Counter(
-            "gbg_receiver_inbox_writer_commits", "Commits of the inbox writer (SQLite)"
+            "gbg_receiver_inbox_writer_commits", "Commits of the web's inbox writer"
         )
         self.fetches = Counter(
             "gbg_receiver_gbg_fetches", "GBG state fetches by outcome", ["outcome"]

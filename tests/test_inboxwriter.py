@@ -10,7 +10,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import tempfile
 import threading
 import time
@@ -46,14 +45,6 @@ def socket_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'receiver.db'}")
-    upgrade(store.engine)
-    yield store
-    store.engine.dispose()
-
-
 class Recording(Store):
     """A store that remembers each batch the writer committed."""
 
@@ -65,9 +56,9 @@ class Recording(Store):
 
 
 @pytest.fixture
-def writer(sqlite_store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
+def writer(store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
     """A writer with its own store on the same database, serving in a thread."""
-    own = Recording(sqlite_store.db)
+    own = Recording(store.db)
     own.batches = []
     path = str(socket_dir / "inbox.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -122,7 +113,7 @@ def test_a_frame_larger_than_any_delivery_cuts_the_line() -> None:
 
 
 def test_the_writer_commits_every_connected_workers_deliveries_in_one_statement(
-    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+    writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, own, path = writer
     workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
@@ -144,16 +135,16 @@ def test_the_writer_commits_every_connected_workers_deliveries_in_one_statement(
     assert workers[1].recv(1) == b"+"
     for sock in workers:
         sock.close()
-    assert [row[0] for row in stored(sqlite_store)] == ["w1-a", "w1-b", "w2-a"]
-    assert stored(sqlite_store)[0][1:] == (b'{"instanceId":"x"}', "Completed")
+    assert [row[0] for row in stored(store)] == ["w1-a", "w1-b", "w2-a"]
+    assert stored(store)[0][1:] == (b'{"instanceId":"x"}', "Completed")
 
 
 def test_a_store_with_a_writer_hands_it_each_delivery(
-    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+    writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, own, path = writer
     stop, thread = serve_in_thread(serving)
-    web = Store(sqlite_store.db, inbox_socket=path)
+    web = Store(store.db, inbox_socket=path)
     try:
         threads = [
             threading.Thread(target=web.append_delivery, args=(delivery(f"t-{n}"),))
@@ -168,18 +159,18 @@ def test_a_store_with_a_writer_hands_it_each_delivery(
         thread.join()
         web.close()
     assert sorted(i for batch in own.batches for i in batch) == [f"t-{n}" for n in range(8)]
-    assert sorted(row[0] for row in stored(sqlite_store)) == [f"t-{n}" for n in range(8)]
+    assert sorted(row[0] for row in stored(store)) == [f"t-{n}" for n in range(8)]
 
 
 def test_with_no_writer_listening_the_worker_writes_itself_and_says_so_once(
-    sqlite_store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
+    store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    web = Store(sqlite_store.db, inbox_socket=str(socket_dir / "nobody.sock"))
+    web = Store(store.db, inbox_socket=str(socket_dir / "nobody.sock"))
     web.append_delivery(delivery("alone-1"))
     web.append_delivery(delivery("alone-2"))
     web.close()
-    assert [row[0] for row in stored(sqlite_store)] == ["alone-1", "alone-2"]
+    assert [row[0] for row in stored(store)] == ["alone-1", "alone-2"]
     lines = [r for r in caplog.records if r.getMessage() == "inbox.writer_unreachable"]
     assert len(lines) == 1
     assert lines[0].cause == "FileNotFoundError"  # type: ignore[attr-defined]
@@ -188,7 +179,7 @@ def test_with_no_writer_listening_the_worker_writes_itself_and_says_so_once(
 
 def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
     writer: tuple[InboxWriter, Recording, str],
-    sqlite_store: Store,
+    store: Store,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -200,7 +191,7 @@ def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
 
     monkeypatch.setattr(own, "append_deliveries", down)
     stop, thread = serve_in_thread(serving)
-    web = Store(sqlite_store.db, inbox_socket=path)
+    web = Store(store.db, inbox_socket=path)
     refused = counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
     try:
         web.append_delivery(delivery("refused-1"))
@@ -208,7 +199,7 @@ def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
         stop.set()
         thread.join()
         web.close()
-    assert [row[0] for row in stored(sqlite_store)] == ["refused-1"]
+    assert [row[0] for row in stored(store)] == ["refused-1"]
     assert (
         counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
         == refused + 1
@@ -220,7 +211,7 @@ def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
 
 
 def test_a_writer_gone_before_it_answered_leaves_the_worker_to_write(
-    sqlite_store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
+    store: Store, socket_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     path = str(socket_dir / "inbox.sock")
@@ -235,19 +226,19 @@ def test_a_writer_gone_before_it_answered_leaves_the_worker_to_write(
 
     thread = threading.Thread(target=read_then_die, daemon=True)
     thread.start()
-    web = Store(sqlite_store.db, inbox_socket=path)
+    web = Store(store.db, inbox_socket=path)
     web.append_delivery(delivery("orphan-1"))
     web.close()
     thread.join()
     listener.close()
-    assert [row[0] for row in stored(sqlite_store)] == ["orphan-1"]
+    assert [row[0] for row in stored(store)] == ["orphan-1"]
     warned = [r for r in caplog.records if r.getMessage() == "inbox.writer_unreachable"]
     assert [r.cause for r in warned] == ["closed"]  # type: ignore[attr-defined]
 
 
 def test_the_worker_goes_back_to_the_writer_once_it_answers_again(
     writer: tuple[InboxWriter, Recording, str],
-    sqlite_store: Store,
+    store: Store,
     socket_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -255,7 +246,7 @@ def test_the_worker_goes_back_to_the_writer_once_it_answers_again(
     serving, own, path = writer
     moved = str(socket_dir / "away.sock")
     os.rename(path, moved)  # the writer cannot be found for a moment
-    web = Store(sqlite_store.db, inbox_socket=path)
+    web = Store(store.db, inbox_socket=path)
     web.append_delivery(delivery("meanwhile"))
     os.rename(moved, path)
     stop, thread = serve_in_thread(serving)
@@ -273,7 +264,7 @@ def test_the_worker_goes_back_to_the_writer_once_it_answers_again(
 
 
 def test_a_line_sending_garbage_is_cut_and_the_others_are_served(
-    writer: tuple[InboxWriter, Recording, str], sqlite_store: Store
+    writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, _, path = writer
     bad, good = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
@@ -289,7 +280,7 @@ def test_a_line_sending_garbage_is_cut_and_the_others_are_served(
     assert len(serving._buffers) == 1
     bad.close()
     good.close()
-    assert [row[0] for row in stored(sqlite_store)] == ["fine"]
+    assert [row[0] for row in stored(store)] == ["fine"]
 
 
 @pytest.fixture
@@ -417,8 +408,10 @@ def test_gunicorn_on_sqlite_commits_through_its_writer_and_brings_it_back(
         raise AssertionError("the writer outlived its master")
 
 
-def test_a_held_cursor_keeps_one_connection_and_lets_it_go_after_an_error(tmp_path: Path) -> None:
-    db = Database.from_url(f"sqlite:///{tmp_path / 'receiver.db'}", connections=2, hold=True)
+def test_a_held_cursor_keeps_one_connection_and_lets_it_go_after_an_error(
+    database_url: str,
+) -> None:
+    db = Database.from_url(database_url, connections=2, hold=True)
     upgrade(db.engine)
     store = Store(db)
     store.append_deliveries([delivery("h-1")])
@@ -427,7 +420,7 @@ def test_a_held_cursor_keeps_one_connection_and_lets_it_go_after_an_error(tmp_pa
     store.append_deliveries([delivery("h-2")])
     assert db._held is held  # no checkout of the pool for the second commit
     assert db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-    with pytest.raises(sqlite3.IntegrityError):  # NOT NULL: nothing of it stays
+    with pytest.raises(db.engine.dialect.dbapi.IntegrityError):  # type: ignore[union-attr]
         store.append_deliveries([Delivery(None, 1.0, b"", {}, None, None)])  # type: ignore[arg-type]
     assert db._held is None
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -438,7 +431,7 @@ def test_a_held_cursor_keeps_one_connection_and_lets_it_go_after_an_error(tmp_pa
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-def test_without_hold_each_cursor_goes_back_to_the_pool(sqlite_store: Store) -> None:
-    sqlite_store.append_deliveries([delivery("p-1")])
-    assert sqlite_store.db._held is None
-    assert sqlite_store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+def test_without_hold_each_cursor_goes_back_to_the_pool(store: Store) -> None:
+    store.append_deliveries([delivery("p-1")])
+    assert store.db._held is None
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

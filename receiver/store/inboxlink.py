@@ -1,8 +1,8 @@
-"""The web workers' line to the host's one inbox writer (SQLite).
+"""The web workers' line to the host's one inbox writer.
 
-On SQLite every web worker appending its own deliveries meant five processes queueing
-for one file lock, each commit serving only its own threads' webhooks, and SQLite's
-write lock held by a thread waiting for its interpreter. So gunicorn runs one writer
+With every web worker appending its own deliveries, each commit served only its own
+threads' webhooks; on SQLite five processes queued for one file lock, and its write
+lock was held by a thread waiting for its interpreter. So gunicorn runs one writer
 process per host (``receiver.web.inboxwriter``): a worker sends it the delivery over a
 unix socket, the writer commits every delivery that came in meanwhile in one statement,
 and answers each sender after the commit. The 202 still follows the commit.

@@ -51,10 +51,11 @@ _own_metrics_dir = _settings.metrics_dir is None
 _metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="gbg-receiver-metrics-")
 raw_env = [f"RECEIVER_METRICS_DIR={_metrics_dir}"]
 
-# On SQLite the workers hand their deliveries to one writer (receiver.web.inboxwriter).
+# The workers hand their deliveries to one writer (receiver.web.inboxwriter), unless
+# the database lives in each process's memory (tests).
 _db = sa.engine.make_url(_settings.database_url)
 _writer: WriterProcess | None = None
-if _db.get_backend_name() == "sqlite" and _db.database not in (None, "", ":memory:"):
+if _db.get_backend_name() != "sqlite" or _db.database not in (None, "", ":memory:"):
     _writer = WriterProcess(os.path.join(tempfile.mkdtemp(prefix="gbg-receiver-"), "inbox.sock"))
     raw_env.append(f"RECEIVER_INBOX_SOCKET={_writer.path}")
 

@@ -1,12 +1,13 @@
-"""The host's one inbox writer (SQLite): every web worker's deliveries, one commit.
+"""The host's one inbox writer: every web worker's deliveries, one commit.
 
 gunicorn's master starts it (``WriterProcess``, from ``receiver.web.gunicorn_conf``)
 before its workers, on a unix socket in a directory only this user can enter, and
 starts it again if it exits. It reads whatever the workers sent, commits all of it in
 one statement, and answers each delivery after that commit (``receiver.store.inboxlink``
 has the frames, and what a worker does when the writer cannot help: it writes itself).
-So one fsync serves every worker's webhooks of the moment, no two web processes queue
-for SQLite's write lock, and no request thread holds it.
+So one commit serves every worker's webhooks of the moment: on SQLite one fsync, no two
+web processes queueing for its write lock and no request thread holding it; on
+PostgreSQL one statement and one round trip instead of one per process.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def main() -> None:
     path = settings.inbox_socket
     if not path:
         raise SystemExit("RECEIVER_INBOX_SOCKET: not set (gunicorn's master sets it)")
-    store = Store(Database.from_url(settings.database_url, connections=1, hold=True))
+    url, pooled = settings.database_url, settings.database_pooled
+    store = Store(Database.from_url(url, connections=1, pooled=pooled, hold=True))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(256)
