@@ -314,15 +314,20 @@ def test_an_accepted_webhook_tells_the_access_log_it_logged_itself(services: Ser
     assert LOGGED not in refused  # a refusal has no line of its own: the access log's stands
 
 
+@pytest.mark.parametrize("terminated", [False, True])
 def test_a_body_of_exactly_the_limit_is_taken_and_one_byte_more_is_413(
-    services: Services, store: Store
+    services: Services, store: Store, terminated: bool
 ) -> None:
+    """``terminated``: as under gunicorn, which ends the body at its Content-Length
+    itself (``wsgi.input_terminated``), so the body is read straight from the server."""
     client = create_app(services=with_settings(services, max_body_bytes=100)).test_client()
+    environ = {"wsgi.input_terminated": True} if terminated else {}
     for size, status in ((100, 202), (101, 413)):
         pad = "x" * (size - len(json.dumps({"instanceId": f"e-{size}", "p": ""})))
         raw = json.dumps({"instanceId": f"e-{size}", "p": pad}).encode()
         assert len(raw) == size
-        answer = client.post(URL, data=raw, headers=basic() | {"Content-Type": "application/json"})
+        headers = basic() | {"Content-Type": "application/json"}
+        answer = client.post(URL, data=raw, headers=headers, environ_overrides=environ)
         assert answer.status_code == status, size
 
 

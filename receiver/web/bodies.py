@@ -27,7 +27,13 @@ def read_body(request: Request) -> bytes:
     of it set on the request or the app); 413 beyond it."""
     limit = (request.max_content_length or 1) - 1
     declared = request.content_length or 0
-    body = b"" if declared > limit else request.get_data(cache=False)
+    environ = request.environ
+    if declared > limit:
+        body = b""
+    elif declared and environ.get("wsgi.input_terminated"):  # the server ends the body
+        body = environ["wsgi.input"].read(declared)  # at its length: no stream wrapped
+    else:
+        body = request.get_data(cache=False)
     if max(declared, len(body)) > limit:
         _discard_rest(request.environ["wsgi.input"])
         raise Problem("body-too-large", f"the body is larger than {limit} bytes")

@@ -30,7 +30,7 @@ from werkzeug.wrappers import Request
 from receiver import usecases
 from receiver.config import Settings
 from receiver.domain.model import INSTANCE_ID
-from receiver.domain.privacy import WEBHOOK, allowed_headers, minimal
+from receiver.domain.privacy import HEADERS, WEBHOOK, allowed_headers, minimal
 from receiver.errors import Problem, StoreUnavailable
 from receiver.log import LOGGED, request_id
 from receiver.services import Services
@@ -67,7 +67,7 @@ class WebhookEndpoint:
         started = time.perf_counter()
         request = Request(environ)
         request.max_content_length = self.limit
-        rid = exchange.request_id_for(request.headers.get("X-Request-ID", ""))
+        rid = exchange.request_id_for(header(environ, "X-Request-ID"))
         token = request_id.set(rid)
         try:
             status, headers, body = self._answer(request, started)
@@ -114,7 +114,7 @@ class WebhookEndpoint:
             received_at=services.clock(),
             body=body,
             headers=allowed_headers(
-                request.headers.items(), secret=services.settings.webhook_api_key_header
+                _offered(request.environ), secret=services.settings.webhook_api_key_header
             ),
             peer=request.remote_addr,
             claim=str(claim)[:64] if claim is not None else None,
@@ -146,9 +146,9 @@ def authenticate(settings: Settings, request: Request) -> None:
         for password in (settings.webhook_password, settings.webhook_password_previous):
             if password is not None:
                 ok |= _basic_matches(
-                    request.headers.get("Authorization", ""), settings.webhook_username, password
+                    header(request.environ, "Authorization"), settings.webhook_username, password
                 )
-    presented = request.headers.get(settings.webhook_api_key_header, "").encode()
+    presented = header(request.environ, settings.webhook_api_key_header).encode()
     for key in (settings.webhook_api_key, settings.webhook_api_key_previous):
         if key is not None:
             for accepted in (key, "Basic " + base64.b64encode(key.encode()).decode()):
@@ -163,8 +163,29 @@ def authenticate(settings: Settings, request: Request) -> None:
         )
 
 
-def _basic_matches(header: str, username: str, password: str) -> bool:
-    scheme, _, encoded = header.partition(" ")
+def header(environ: dict[str, Any], name: str) -> str:
+    """A request header, read from the WSGI environ as Werkzeug's headers read it ("" if
+    absent): the hot path's way, without building a headers object."""
+    key = name.upper().replace("-", "_")
+    return str(environ.get(key if key in _UNPREFIXED else "HTTP_" + key, ""))
+
+
+def _offered(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """The request's non-empty headers among those a delivery may keep, named as
+    Werkzeug names them."""
+    return [(name, environ[key]) for name, key in _KEEPABLE if environ.get(key)]
+
+
+_UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")  # the two headers WSGI names without HTTP_
+_KEEPABLE = tuple(
+    (name.title(), key if key in _UNPREFIXED else "HTTP_" + key)
+    for name in sorted(HEADERS)
+    for key in [name.upper().replace("-", "_")]
+)
+
+
+def _basic_matches(authorization: str, username: str, password: str) -> bool:
+    scheme, _, encoded = authorization.partition(" ")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
