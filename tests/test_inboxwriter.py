@@ -79,7 +79,9 @@ def stored(store: Store) -> list[tuple[str, bytes, str | None]]:
         return [tuple(row) for row in conn.execute(query.order_by(deliveries.c.id))]  # type: ignore[misc]
 
 
-def serve_in_thread(serving: InboxWriter) -> tuple[threading.Event, threading.Thread]:
+@contextlib.contextmanager
+def web_store(serving: InboxWriter, store: Store, path: str) -> Iterator[Store]:
+    """A web worker's store on ``path`` while ``serving`` serves in a thread."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -88,7 +90,13 @@ def serve_in_thread(serving: InboxWriter) -> tuple[threading.Event, threading.Th
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
-    return stop, thread
+    web = Store(store.db, inbox_socket=path)
+    try:
+        yield web
+    finally:
+        stop.set()
+        thread.join()
+        web.close()
 
 
 def test_frames_come_back_whole_however_the_bytes_arrive() -> None:
@@ -143,9 +151,7 @@ def test_a_store_with_a_writer_hands_it_each_delivery(
     writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, own, path = writer
-    stop, thread = serve_in_thread(serving)
-    web = Store(store.db, inbox_socket=path)
-    try:
+    with web_store(serving, store, path) as web:
         threads = [
             threading.Thread(target=web.append_delivery, args=(delivery(f"t-{n}"),))
             for n in range(8)
@@ -154,10 +160,6 @@ def test_a_store_with_a_writer_hands_it_each_delivery(
             t.start()
         for t in threads:
             t.join()
-    finally:
-        stop.set()
-        thread.join()
-        web.close()
     assert sorted(i for batch in own.batches for i in batch) == [f"t-{n}" for n in range(8)]
     assert sorted(row[0] for row in stored(store)) == [f"t-{n}" for n in range(8)]
 
@@ -190,15 +192,9 @@ def test_when_the_writer_cannot_commit_each_worker_writes_its_own(
         raise StoreUnavailable("disk I/O error")
 
     monkeypatch.setattr(own, "append_deliveries", down)
-    stop, thread = serve_in_thread(serving)
-    web = Store(store.db, inbox_socket=path)
     refused = counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
-    try:
+    with web_store(serving, store, path) as web:
         web.append_delivery(delivery("refused-1"))
-    finally:
-        stop.set()
-        thread.join()
-        web.close()
     assert [row[0] for row in stored(store)] == ["refused-1"]
     assert (
         counted("gbg_receiver_inbox_writer_deliveries_total", outcome="not_committed")
@@ -246,16 +242,10 @@ def test_the_worker_goes_back_to_the_writer_once_it_answers_again(
     serving, own, path = writer
     moved = str(socket_dir / "away.sock")
     os.rename(path, moved)  # the writer cannot be found for a moment
-    web = Store(store.db, inbox_socket=path)
-    web.append_delivery(delivery("meanwhile"))
-    os.rename(moved, path)
-    stop, thread = serve_in_thread(serving)
-    try:
+    with web_store(serving, store, path) as web:
+        web.append_delivery(delivery("meanwhile"))
+        os.rename(moved, path)
         web.append_delivery(delivery("through-the-writer"))
-    finally:
-        stop.set()
-        thread.join()
-        web.close()
     assert own.batches == [["through-the-writer"]]
     assert [r.getMessage() for r in caplog.records if r.name == "receiver.inbox"] == [
         "inbox.writer_unreachable",
