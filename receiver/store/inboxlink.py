@@ -9,8 +9,8 @@ and answers each sender after the commit. The 202 still follows the commit.
 
 When the writer cannot be reached, is gone mid-way, or could not commit, the worker
 writes the delivery itself, as it did before the writer. A delivery the writer did
-commit without its answer arriving is then in the inbox twice: harmless, folding is
-idempotent.
+commit without its answer arriving is then in the inbox twice, as when GBG sends it
+twice.
 
 The frame: lengths of the metadata (JSON) and of the body, the metadata, the body. The
 answer: one byte per delivery, in order.
@@ -37,7 +37,7 @@ REPLY_TIMEOUT = 10.0  # seconds: like the group commit's wait, then the worker w
 def frame(delivery: Delivery) -> bytes:
     d = delivery
     meta = json.dumps([d.instance_id, d.received_at, d.headers, d.peer, d.claim]).encode()
-    return HEAD.pack(len(meta), len(delivery.body)) + meta + delivery.body
+    return HEAD.pack(len(meta), len(d.body)) + meta + d.body
 
 
 def unframe(buffer: bytearray) -> list[Delivery]:

@@ -35,7 +35,7 @@ def read_body(request: Request) -> bytes:
     else:
         body = request.get_data(cache=False)
     if max(declared, len(body)) > limit:
-        _discard_rest(request.environ["wsgi.input"])
+        _discard_rest(environ["wsgi.input"])
         raise Problem("body-too-large", f"the body is larger than {limit} bytes")
     return body
 

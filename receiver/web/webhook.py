@@ -166,8 +166,13 @@ def authenticate(settings: Settings, request: Request) -> None:
 def header(environ: dict[str, Any], name: str) -> str:
     """A request header, read from the WSGI environ as Werkzeug's headers read it ("" if
     absent): the hot path's way, without building a headers object."""
+    return str(environ.get(_environ_key(name), ""))
+
+
+def _environ_key(name: str) -> str:
+    """Where WSGI puts header ``name``: HTTP_ and its name, but for the body's two."""
     key = name.upper().replace("-", "_")
-    return str(environ.get(key if key in _UNPREFIXED else "HTTP_" + key, ""))
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 def _offered(environ: dict[str, Any]) -> list[tuple[str, str]]:
@@ -176,12 +181,7 @@ def _offered(environ: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, environ[key]) for name, key in _KEEPABLE if environ.get(key)]
 
 
-_UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")  # the two headers WSGI names without HTTP_
-_KEEPABLE = tuple(
-    (name.title(), key if key in _UNPREFIXED else "HTTP_" + key)
-    for name in sorted(HEADERS)
-    for key in [name.upper().replace("-", "_")]
-)
+_KEEPABLE = tuple((name.title(), _environ_key(name)) for name in sorted(HEADERS))
 
 
 def _basic_matches(authorization: str, username: str, password: str) -> bool:
