@@ -113,6 +113,15 @@ def listening(proc: Proc, timeout: float = 30) -> str:
     return found.group(1)
 
 
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> None:
+    """Ask ``condition`` every ``every`` seconds until it is true; fail the test after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(every)
+
+
 def wait_ready(base: str, proc: Proc, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from receiver.migrations import upgrade
 from receiver.store import Store
 from receiver.testing.simulator import Fault, Simulator
 from tests.conftest import apply
-from tests.processes import Proc, free_port, gbg_env
+from tests.processes import Proc, free_port, gbg_env, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -46,13 +46,6 @@ def store_for(env: dict[str, str]) -> Store:
     store = Store.from_url(env["RECEIVER_DATABASE_URL"])
     upgrade(store.engine)
     return store
-
-
-def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
 
 
 def gaps(sim: Simulator, instance_id: str) -> list[float]:
@@ -100,12 +93,12 @@ def test_fault_matrix_keeps_the_policy_and_reaches_truth(  # type: ignore[no-unt
         apply(store, WebhookReceived(iid), now)
     poller = Proc(["poller"], env, tmp_path / "poller.log")
     procs.append(poller)
-    wait_for(lambda: sim.fetches("f-401"), 10)
+    wait_for(lambda: sim.fetches("f-401"), 10, every=0.2)
     sim.expire_tokens()  # 401 mid-run: one refresh, no error
     sim.set_status("f-401", "Completed")
-    wait_for(lambda: all(store.get(f"f-{k}").status == "completed" for k in FAULTS), 40)  # type: ignore[union-attr]
-    wait_for(lambda: store.get("f-gone").polling_gave_up, 40)  # type: ignore[union-attr]
-    wait_for(lambda: store.get("f-401").status == "completed", 20)  # type: ignore[union-attr]
+    wait_for(lambda: all(store.get(f"f-{k}").status == "completed" for k in FAULTS), 40, every=0.2)  # type: ignore[union-attr]
+    wait_for(lambda: store.get("f-gone").polling_gave_up, 40, every=0.2)  # type: ignore[union-attr]
+    wait_for(lambda: store.get("f-401").status == "completed", 20, every=0.2)  # type: ignore[union-attr]
     measured = {k: gaps(sim, f"f-{k}") for k in FAULTS}
     off = {k: m for k, m in measured.items() if not within(m, EXPECTED)}
     assert off == {}, f"expected {EXPECTED}, never sooner, at most {LATE} s late"
@@ -143,7 +136,7 @@ def test_gbg_wide_faults_pause_everyone_and_charge_no_instance(  # type: ignore[
     started = time.monotonic()
     poller = Proc(["poller"], env, tmp_path / "poller.log")
     procs.append(poller)
-    wait_for(lambda: all(store.get(f"w-{k}").status == "completed" for k in WIDE), 60)  # type: ignore[union-attr]
+    wait_for(lambda: all(store.get(f"w-{k}").status == "completed" for k in WIDE), 60, every=0.2)  # type: ignore[union-attr]
     took = time.monotonic() - started
     faults = sum(f.count for f in WIDE.values())
     assert len(sim.fetches()) == faults + len(WIDE)  # every fault met once, then the truth
@@ -168,7 +161,7 @@ def test_retry_after_of_429_is_honoured(  # type: ignore[no-untyped-def]
     sim.add_fault(Fault("429", count=2, retry_after=6, instance_id="r-1"))
     apply(store, WebhookReceived("r-1"), time.time())
     procs.append(Proc(["poller"], env, tmp_path / "poller.log"))
-    wait_for(lambda: store.get("r-1").status == "completed", 30)  # type: ignore[union-attr]
+    wait_for(lambda: store.get("r-1").status == "completed", 30, every=0.2)  # type: ignore[union-attr]
     measured = gaps(sim, "r-1")
     assert len(measured) == 2
     assert all(6.0 - CLOCKS <= m <= 6.0 * (1 + JITTER) + LATE for m in measured), measured
@@ -199,7 +192,7 @@ def test_gbg_unreachable_for_longer_than_the_error_budget_gives_up_nothing(  # t
     server = back.server("127.0.0.1", port)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        wait_for(lambda: store.get("c-1").status == "completed", 40)  # type: ignore[union-attr]
+        wait_for(lambda: store.get("c-1").status == "completed", 40, every=0.2)  # type: ignore[union-attr]
     finally:
         server.shutdown()
         server.server_close()

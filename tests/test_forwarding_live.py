@@ -25,7 +25,7 @@ from tests.appserver import (
     sent_once_at_a_time_in_order,
 )
 from tests.conftest import PG_URL, empty_tables
-from tests.processes import Proc, gbg_env, run
+from tests.processes import Proc, gbg_env, run, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.live]
 
@@ -39,13 +39,6 @@ def forwarding_env(tmp_path: Path, app: App, **extra: str) -> dict[str, str]:
         RECEIVER_FORWARD_SECRET=SECRET,
         **extra,
     )
-
-
-def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 def test_a_worker_killed_mid_send_sends_again_after_restart(  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from receiver.store import Database, Delivery, Store, inboxlink
 from receiver.store.inboxlink import HEAD, frame, unframe
 from receiver.store.schema import deliveries
 from receiver.web.inboxwriter import InboxWriter, WriterProcess
-from tests.processes import Proc, base_env, post_webhook, run, start_web
+from tests.processes import Proc, base_env, post_webhook, run, start_web, wait_for
 
 
 def delivery(instance_id: str, body: bytes = b'{"instanceId":"x"}') -> Delivery:
@@ -283,13 +282,6 @@ def env_for_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.delenv(name)
     monkeypatch.setenv("RECEIVER_DATABASE_URL", url)
     return url
-
-
-def wait_for(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 def test_the_writer_process_starts_serves_restarts_and_stops(
