@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from types import FrameType
 from urllib.parse import urlsplit
 
 import click
 
 from receiver.config import Settings
 from receiver.guards import DEMO_SECRETS
+from receiver.stopsignals import StopSignals
 
 log = logging.getLogger("receiver.cli")
 
@@ -102,41 +101,39 @@ def supervise(
 ) -> int:
     """Start every child; stop all on SIGTERM/SIGINT; if one dies, stop the rest, exit 1.
     ``ready`` is asked on each look until it answers True (the greeting)."""
-    # Each child in a session of its own: a Ctrl-C in the terminal reaches this process
-    # alone, which stops them in order (SIGTERM), not all at once mid-way.
-    procs = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
-        for name, cmd in commands.items()
-    }
-    stopping = False
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        log.info("serve.stopping", extra={"signal": signal.Signals(signum).name})
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code, greeted = 0, False
-    while not stopping:
-        greeted = greeted or ready()
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                log.error(
-                    "serve.child_exited", extra={"child": name, "returncode": proc.returncode}
-                )
-                click.echo(f"gbg-receiver serve: {name} exited with {proc.returncode}", err=True)
-                stopping, code = True, 1
-                break
-        time.sleep(0.2)
-    for proc in reversed(procs.values()):  # web and poller first, the simulator last
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + 40
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with StopSignals() as stops:
+        # Each child in a session of its own: a Ctrl-C in the terminal reaches this process
+        # alone, which stops them in order (SIGTERM), not all at once mid-way.
+        procs = {
+            name: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
+            for name, cmd in commands.items()
+        }
+        code, greeted = 0, False
+        while not (exited := _exited(procs)) and not (received := stops.wait(0.2)):
+            greeted = greeted or ready()
+        if exited:
+            name, returncode = exited
+            log.error("serve.child_exited", extra={"child": name, "returncode": returncode})
+            click.echo(f"gbg-receiver serve: {name} exited with {returncode}", err=True)
+            code = 1
+        else:
+            log.info("serve.stopping", extra={"signal": received})
+        for proc in reversed(procs.values()):  # web and poller first, the simulator last
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 40
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return code
+
+
+def _exited(procs: dict[str, subprocess.Popen[bytes]]) -> tuple[str, int] | None:
+    """The first child that has exited, and its return code."""
+    for name, proc in procs.items():
+        if (returncode := proc.poll()) is not None:
+            return name, returncode
+    return None

@@ -284,6 +284,25 @@ def env_for_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
+def test_a_wake_socket_ends_the_writers_wait_at_once(store: Store, socket_dir: Path) -> None:
+    """The writer process passes its StopSignals: a stop ends a wait of any length."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(socket_dir / "inbox.sock"))
+    listener.listen(1)
+    ring, wake = socket.socketpair()
+    serving = InboxWriter(store, listener, metrics.start(None), wake=wake)
+    answered: list[int] = []
+    waiting = threading.Thread(target=lambda: answered.append(serving.step(None)), daemon=True)
+    waiting.start()
+    ring.send(b"\x0f")
+    waiting.join(10)
+    assert answered == [0]  # woken, nothing to answer; the byte is left for its owner
+    assert wake.recv(1) == b"\x0f"
+    serving.close()
+    ring.close()
+    wake.close()
+
+
 def test_the_writer_process_starts_serves_restarts_and_stops(
     env_for_writer: str, socket_dir: Path
 ) -> None:

@@ -312,7 +312,9 @@ def test_ctrl_c_stops_serve_at_once_with_browser_connections_open(
     stopped_in = time.monotonic() - started
     for sock in held:
         sock.close()
-    assert stopped_in < 5, f"serve took {stopped_in:.1f} s to stop"
+    # Not gthread's wait for each open connection (5 s, then graceful_timeout and SIGKILL):
+    # gunicorn gives kept-alive ones 2 s at most; the rest is each process's own stop.
+    assert stopped_in < 10, f"serve took {stopped_in:.1f} s to stop"
     errors = [line for line in serve.log.read_text().splitlines() if '"level": "error"' in line]
     assert errors == []
 

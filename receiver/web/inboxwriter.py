@@ -15,13 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from receiver import metrics
@@ -29,6 +27,7 @@ from receiver.config import Settings
 from receiver.errors import StoreUnavailable
 from receiver.log import configure_logging
 from receiver.metrics import Metrics
+from receiver.stopsignals import StopSignals
 from receiver.store import Database, Delivery, Store
 from receiver.store.inboxlink import COMMITTED, NOT_COMMITTED, unframe
 
@@ -40,13 +39,20 @@ RESTART_AFTER = 5.0  # seconds a restarted writer must run to be restarted once 
 class InboxWriter:
     """Reads frames from every connected worker and commits them together."""
 
-    def __init__(self, store: Store, listener: socket.socket, counts: Metrics) -> None:
+    def __init__(
+        self, store: Store, listener: socket.socket, counts: Metrics, *, wake: Any = None
+    ) -> None:
+        """``wake``, if given, is anything with a ``fileno()`` that ends ``step``'s wait
+        when it becomes readable, unread (the process's StopSignals)."""
         self.store = store
         self.counts = counts
         self.listener = listener
         listener.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ)
+        self._wake = wake
+        if wake is not None:
+            self._selector.register(wake, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytearray] = {}
 
     def step(self, timeout: float | None) -> int:
@@ -57,7 +63,7 @@ class InboxWriter:
             sock: Any = key.fileobj
             if sock is self.listener:
                 self._accept()
-            else:
+            elif sock is not self._wake:
                 batch += [(sock, d) for d in self._read(sock)]
         if batch:
             answer = self._commit([d for _, d in batch])
@@ -183,26 +189,19 @@ def main() -> None:
     if not path:
         raise SystemExit("RECEIVER_INBOX_SOCKET: not set (gunicorn's master sets it)")
     url, pooled = settings.database_url, settings.database_pooled
-    store = Store(Database.from_url(url, connections=1, pooled=pooled, hold=True))
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(256)
-    writer = InboxWriter(store, listener, metrics.start(settings.metrics_dir))
-    stopping = False
-
-    def stop(_sig: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    master = os.getppid()
-    log.info("inbox_writer.started", extra={"socket": path})
-    while not stopping and os.getppid() == master:
-        writer.step(1.0)
-    writer.close()
-    store.close()
-    log.info("inbox_writer.stopped", extra={"socket": path})
+    with StopSignals() as stops:
+        store = Store(Database.from_url(url, connections=1, pooled=pooled, hold=True))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(256)
+        writer = InboxWriter(store, listener, metrics.start(settings.metrics_dir), wake=stops)
+        master = os.getppid()
+        log.info("inbox_writer.started", extra={"socket": path})
+        while not stops.wait(0) and os.getppid() == master:
+            writer.step(1.0)
+        writer.close()
+        store.close()
+        log.info("inbox_writer.stopped", extra={"socket": path})
 
 
 if __name__ == "__main__":
