@@ -74,7 +74,9 @@ class Proc:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
-            raise
+            tail = self.log.read_text(errors="replace")[-4000:]
+            command = self.popen.args[3:]
+            raise AssertionError(f"{command} did not stop in {timeout} s:\n{tail}") from None
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
