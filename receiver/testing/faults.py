@@ -1,4 +1,5 @@
-"""GBG's failures, played by the simulator: the kinds, and the answer each one gives."""
+"""GBG's failures, played by the simulator: the kinds, the answer each one gives, and
+GBG's error answer itself."""
 
 from __future__ import annotations
 
@@ -32,9 +33,15 @@ def fault_response(fault: Fault) -> Response | None:
             200,
             mimetype="text/html",
         )
-    response = jsonify({"error": f"simulated {kind}"})
-    response.status_code = int(kind)
+    response = error_response(int(kind), f"simulated {kind}")
     if kind == "429":
         wait = fault.retry_after or 2
         response.headers["Retry-After"] = wait if isinstance(wait, str) else str(int(wait))
+    return response
+
+
+def error_response(status: int, message: str) -> Response:
+    """GBG's error answer: ``{"error": message}`` with ``status``."""
+    response = jsonify({"error": message})
+    response.status_code = status
     return response

@@ -32,7 +32,7 @@ from receiver.testing.answers import (
     state_v2,
 )
 from receiver.testing.control import add_control
-from receiver.testing.faults import FAULT_KINDS, Fault, fault_response
+from receiver.testing.faults import FAULT_KINDS, Fault, error_response, fault_response
 from receiver.testing.hosted import add_hosted
 from receiver.testing.module import WebhookModule
 
@@ -199,7 +199,7 @@ class Simulator:
         else:
             ok = grant == "client_credentials" and form.get("scope") == "gbg.token"
         if not (good_client and ok):
-            return _error(401, "invalid_client")
+            return error_response(401, "invalid_client")
         token = secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = time.time() + self.token_lifetime
@@ -209,7 +209,7 @@ class Simulator:
 
     def start(self, version: str) -> Response:
         if not self._authorized():
-            return _error(401, "invalid_token")
+            return error_response(401, "invalid_token")
         fault = self._take_fault("start", None)
         if fault is not None and (refusal := fault_response(fault)) is not None:
             return refusal
@@ -244,14 +244,14 @@ class Simulator:
         with self.lock:
             self.calls.append(entry)
         if answer is None:
-            return _error(504, "gateway timeout")
+            return error_response(504, "gateway timeout")
         return answer
 
     def _fetch(self, version: str, instance_id: Any) -> Response | None:
         if self.latency:
             time.sleep(self.latency)
         if not self._authorized():
-            return _error(401, "invalid_token")
+            return error_response(401, "invalid_token")
         fault = self._take_fault("fetch", instance_id)
         if fault is not None:
             return fault_response(fault)
@@ -259,7 +259,7 @@ class Simulator:
             inst = self.instances.get(instance_id) if isinstance(instance_id, str) else None
             doc = state_v1(inst) if inst and version == "v1" else state_v2(inst) if inst else None
         if doc is None:
-            return _error(404, "instance not found")
+            return error_response(404, "instance not found")
         return jsonify(doc)
 
     # -- the control surface ------------------------------------------------------------------
@@ -299,9 +299,3 @@ def _later(delay: float, fn: Any, *args: Any) -> None:
     timer = threading.Timer(delay, fn, args)
     timer.daemon = True
     timer.start()
-
-
-def _error(status: int, message: str) -> Response:
-    response = jsonify({"error": message})
-    response.status_code = status
-    return response
