@@ -176,6 +176,12 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def cpu_stolen() -> tuple[int, int]:
+    """This machine's CPU ticks so far: those the host took for others (steal), and all."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[7], sum(ticks)
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []

@@ -6,7 +6,8 @@ a 1 ms wait that costs no CPU), SQLite, PostgreSQL, and so on, with one more bar
 the end. Each target's ratio in a round is its rate over the mean of the bare runs just
 before and just after it; the figure reported is the median of the rounds. Each run
 also counts its server's CPU (every gunicorn process's user and system time, from
-/proc) over the requests it served.
+/proc) over the requests it served, and the share of the machine's CPU the host gave
+to others meanwhile (steal, from /proc/stat): a round with much of it is the host's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from bench.harness import (
     children,
     cpu_seconds,
+    cpu_stolen,
     environment,
     free_port,
     gunicorn,
@@ -46,10 +48,14 @@ def measure(databases: dict[str, str], out: Path, *, memory: int = 0) -> dict[st
             urls[name], masters[name] = start(stack, name, app, database_url, out)
 
         def run(name: str, label: str) -> dict[str, float]:
-            before = cpu_seconds(masters[name].pid)
+            before, (stolen, ticks) = cpu_seconds(masters[name].pid), cpu_stolen()
             result = wrk(urls[name], seconds=SECONDS, connections=CONNECTIONS, run=label)
             spent = cpu_seconds(masters[name].pid) - before
-            return result | {"cpu_ms": spent * 1000 / max(result["requests"], 1)}
+            steal = [now - then for now, then in zip(cpu_stolen(), (stolen, ticks), strict=True)]
+            return result | {
+                "cpu_ms": spent * 1000 / max(result["requests"], 1),
+                "steal_pct": 100 * steal[0] / max(steal[1], 1),
+            }
 
         for name, url in urls.items():
             wrk(url, seconds=2, connections=CONNECTIONS, run=f"{name}-warm")

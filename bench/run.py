@@ -197,7 +197,13 @@ def ingest_table(i: dict[str, Any]) -> list[str]:
         "CPU would leave. CPU ms per request: the server's processes' user and system time "
         "over the requests served (median of the rounds). Bare Flask measured "
         + ", ".join(f"{b['rps']:.0f}" for b in i["bare"])
-        + " req/s.",
+        + " req/s. The CPU the host gave to other machines meanwhile (steal), in % of this "
+        "machine's, run by run: "
+        + "; ".join(
+            f"{name} " + " ".join(f"{r[name]['steal_pct']:.0f}" for r in i["rounds"])
+            for name in ("bare", *ingest.TARGETS)
+        )
+        + ".",
         "",
         "| target | req/s | × bare | each round | CPU ms per request | p50 ms | p99 ms | "
         "half load req/s | p99 ms at half | × bare p99 at half | targets (≥ 0.5× SQLite, "
