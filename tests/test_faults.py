@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,9 +49,15 @@ def store_for(env: dict[str, str]) -> Store:
     return store
 
 
+def answered(sim: Simulator, instance_id: str) -> list[dict[str, Any]]:
+    """The fetches of an instance that GBG answered with more than "token expired": a
+    401 is sent again at once with a new token, whichever instance's fetch met it."""
+    return [c for c in sim.fetches(instance_id) if c["status"] != 401]
+
+
 def gaps(sim: Simulator, instance_id: str) -> list[float]:
     """From the end of each fetch to the start of the next, as the policy schedules it."""
-    calls = [c for c in sim.fetches(instance_id) if c["status"] != 401]  # a 401 is re-sent at once
+    calls = answered(sim, instance_id)
     # A request that outlived the read timeout ended, for the poller, at the timeout.
     ends = [min(c["end"], c["start"] + READ_TIMEOUT) for c in calls]
     return [b["start"] - end for end, b in zip(ends, calls[1:], strict=False)]
@@ -104,12 +111,15 @@ def test_fault_matrix_keeps_the_policy_and_reaches_truth(  # type: ignore[no-unt
     assert off == {}, f"expected {EXPECTED}, never sooner, at most {LATE} s late"
     gone = store.get("f-gone")
     assert gone is not None
-    assert (gone.poll_errors, len(sim.fetches("f-gone"))) == (MAX_ERRORS, MAX_ERRORS)
+    assert (gone.poll_errors, len(answered(sim, "f-gone"))) == (MAX_ERRORS, MAX_ERRORS)
     assert sim.token_requests == 2  # the first token, and one refresh after the 401
-    assert [c["status"] for c in sim.fetches("f-401")] == [200, 401, 200]
+    # The expired token is met by the next fetch (f-401's, or another's; two at once are
+    # possible): each is sent again, after the one refresh above, and charged nothing.
+    assert [c["status"] for c in sim.fetches()].count(401) >= 1
+    assert [c["status"] for c in answered(sim, "f-401")] == [200, 200]
     assert store.get("f-401").poll_errors == 0  # type: ignore[union-attr]
     time.sleep(INTERVAL * 2)
-    assert len(sim.fetches("f-gone")) == MAX_ERRORS  # given up means no more fetches
+    assert len(answered(sim, "f-gone")) == MAX_ERRORS  # given up means no more fetches
     assert poller.stop() == 0
     store.engine.dispose()
     worst = max(
