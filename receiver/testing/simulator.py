@@ -293,9 +293,6 @@ class Simulator:
 
 
 def _later(delay: float, fn: Any, *args: Any) -> None:
-    if delay <= 0:
-        threading.Thread(target=fn, args=args, daemon=True).start()
-        return
-    timer = threading.Timer(delay, fn, args)
+    timer = threading.Timer(max(delay, 0.0), fn, args)  # 0: at once, on its own thread
     timer.daemon = True
     timer.start()
