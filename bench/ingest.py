@@ -51,10 +51,10 @@ def measure(databases: dict[str, str], out: Path, *, memory: int = 0) -> dict[st
             before, (stolen, ticks) = cpu_seconds(masters[name].pid), cpu_stolen()
             result = wrk(urls[name], seconds=SECONDS, connections=CONNECTIONS, run=label)
             spent = cpu_seconds(masters[name].pid) - before
-            steal = [now - then for now, then in zip(cpu_stolen(), (stolen, ticks), strict=True)]
+            stolen_after, ticks_after = cpu_stolen()
             return result | {
                 "cpu_ms": spent * 1000 / max(result["requests"], 1),
-                "steal_pct": 100 * steal[0] / max(steal[1], 1),
+                "steal_pct": 100 * (stolen_after - stolen) / max(ticks_after - ticks, 1),
             }
 
         for name, url in urls.items():
