@@ -303,6 +303,94 @@ def test_a_wake_socket_ends_the_writers_wait_at_once(store: Store, socket_dir: P
     wake.close()
 
 
+@contextlib.contextmanager
+def lingering(
+    store: Store, socket_dir: Path, lines: int, **pace: float
+) -> Iterator[tuple[InboxWriter, Recording, list[socket.socket], socket.socket]]:
+    """A writer with ``pace`` (linger, busy), ``lines`` worker lines it has accepted,
+    and the ringing end of its wake socket."""
+    own = Recording(store.db)
+    own.batches = []
+    path = str(socket_dir / "inbox.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    ring, wake = socket.socketpair()
+    serving = InboxWriter(own, listener, metrics.start(None), wake=wake, **pace)
+    workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(lines)]
+    for sock in workers:
+        sock.connect(path)
+    while len(serving._buffers) < lines:
+        serving.step(1.0)
+    try:
+        yield serving, own, workers, ring
+    finally:
+        for sock in [*workers, ring, wake]:
+            sock.close()
+        serving.close()
+        Path(path).unlink()
+
+
+def stepping(serving: InboxWriter) -> tuple[threading.Thread, list[int]]:
+    """One ``step`` running in a thread, and where its answer will be."""
+    answered: list[int] = []
+    thread = threading.Thread(target=lambda: answered.append(serving.step(10.0)), daemon=True)
+    thread.start()
+    return thread, answered
+
+
+def test_while_busy_the_writer_waits_for_every_line_before_it_commits(
+    store: Store, socket_dir: Path
+) -> None:
+    with lingering(store, socket_dir, 2, linger=60.0, busy=60.0) as (serving, own, workers, _):
+        workers[0].sendall(frame(delivery("first")))
+        assert serving.step(10.0) == 1  # nothing committed before: no one waits
+        workers[0].sendall(frame(delivery("w0")))
+        thread, answered = stepping(serving)
+        threading.Event().wait(0.3)  # a writer that did not wait has committed w0 alone
+        assert own.batches == [["first"]]
+        workers[1].sendall(frame(delivery("w1")))  # the last line: no one else can send
+        thread.join(10)
+        assert answered == [2]
+        assert own.batches == [["first"], ["w0", "w1"]]
+        assert workers[0].recv(2) == b"++"
+        assert workers[1].recv(1) == b"+"
+
+
+def test_a_writer_waits_for_more_only_while_commits_come_fast(
+    store: Store, socket_dir: Path
+) -> None:
+    with lingering(store, socket_dir, 2, linger=60.0, busy=0.0) as (serving, own, workers, _):
+        for name in ("a", "b"):  # the last commit is never recent: each is committed alone
+            workers[0].sendall(frame(delivery(name)))
+            thread, answered = stepping(serving)
+            thread.join(10)
+            assert answered == [1]
+        assert own.batches == [["a"], ["b"]]
+
+
+def test_a_writers_wait_for_more_ends_at_its_linger_or_at_a_stop(
+    store: Store, socket_dir: Path
+) -> None:
+    with lingering(store, socket_dir, 2, linger=0.05, busy=60.0) as (serving, own, workers, _):
+        for name in ("a", "b"):  # the second waits 50 ms for the silent line, then commits
+            workers[0].sendall(frame(delivery(name)))
+            thread, answered = stepping(serving)
+            thread.join(10)
+            assert answered == [1]
+        assert own.batches == [["a"], ["b"]]
+    with lingering(store, socket_dir, 2, linger=60.0, busy=60.0) as (serving, own, workers, ring):
+        workers[0].sendall(frame(delivery("c")))
+        assert serving.step(10.0) == 1
+        workers[0].sendall(frame(delivery("d")))
+        thread, answered = stepping(serving)
+        threading.Event().wait(0.3)
+        ring.send(b"\x0f")  # a stop: commit what came, wait for nothing more
+        thread.join(10)
+        assert answered == [1]
+        assert own.batches == [["c"], ["d"]]
+
+
 def test_the_writer_process_starts_serves_restarts_and_stops(
     env_for_writer: str, socket_dir: Path
 ) -> None:
