@@ -4,9 +4,11 @@ pollers on PostgreSQL; ephemeral ports, logs under tmp_path."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +36,8 @@ from tests.processes import (
     gbg_env,
     run,
     start_serve,
+    start_web,
+    wait_for,
 )
 
 pytestmark = pytest.mark.live
@@ -317,6 +321,51 @@ def test_ctrl_c_stops_serve_at_once_with_browser_connections_open(
     assert stopped_in < 10, f"serve took {stopped_in:.1f} s to stop"
     errors = [line for line in serve.log.read_text().splitlines() if '"level": "error"' in line]
     assert errors == []
+
+
+def held(pid: int, port: int) -> int:
+    """How many established TCP connections to ``port`` process ``pid`` holds (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            inodes.add(os.readlink(fd).removeprefix("socket:[").removesuffix("]"))
+    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(
+        int(r[1].split(":")[1], 16) == port and r[3] == "01" and r[9] in inodes for r in rows
+    )
+
+
+def test_connections_opened_together_are_spread_over_the_workers(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """A worker takes a connection only while it has a thread for it: four webhooks
+    begun together are held by four workers (of four, one thread each), not queued
+    behind one another in the worker that woke first. Kept-alive idle connections hold
+    no thread: the fifth is taken once the others were answered."""
+    env = base_env(tmp_path, RECEIVER_WEB_WORKERS="4", RECEIVER_WEB_THREADS="1")
+    assert run(["migrate"], env).returncode == 0
+    web, base = start_web(env, tmp_path / "web.log", procs)
+    port = int(base.rsplit(":", 1)[1])
+    workers: list[int] = []
+
+    def booted() -> bool:
+        workers[:] = map(int, re.findall(r"Booting worker with pid: (\d+)", web.log.read_text()))
+        return len(workers) == 4
+
+    wait_for(booted, timeout=30)
+    bodies = [json.dumps({"instanceId": f"spread-{n}"}).encode() for n in range(5)]
+    opened = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(5)]
+    for sock, body in zip(opened, bodies, strict=True):  # each holds a thread until its body
+        sock.sendall(
+            f"POST /webhooks/gbg HTTP/1.1\r\nHost: x\r\nAuthorization: {HOOK['Authorization']}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+    wait_for(lambda: [held(pid, port) for pid in workers] == [1, 1, 1, 1], timeout=30)
+    for sock, body in zip(opened, bodies, strict=True):
+        sock.sendall(body)
+    for sock in opened:
+        assert b"202 Accepted" in sock.recv(4096)
+        sock.close()
 
 
 BOOTING_WORKER = """

@@ -104,14 +104,36 @@ def on_exit(server: Any) -> None:
 
 
 class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
-    """gthread, except that a stopping worker lets go at once of the connections that
-    never sent a request (a browser opens spare ones and keeps them): gthread waits for
-    data on each for 5 s, deferred ones for the keepalive time, so Ctrl-C took half a
-    minute and ended in SIGKILL. A connection with bytes waiting is left to be served."""
+    """gthread, with two changes.
+
+    A worker takes new connections only while it has a thread for them: while fewer
+    of its connections than its threads are being served (idle kept-alive ones and
+    ones deferred for want of a first byte are not). gthread takes them up to
+    ``worker_connections`` (1,000), and whichever worker wakes first takes a burst of
+    them: a load balancer's or a sender's kept-alive connections could all end on one
+    worker, whose four threads then wait on commits while the others idle (a webhook
+    waits for its commit; bench/PROFILE.md measured 16 connections on one worker at a
+    third of the rate on five).
+
+    A stopping worker lets go at once of the connections that never sent a request (a
+    browser opens spare ones and keeps them): gthread waits for data on each for 5 s,
+    deferred ones for the keepalive time, so Ctrl-C took half a minute and ended in
+    SIGKILL. A connection with bytes waiting is left to be served."""
 
     def init_process(self) -> None:
         self._fresh: weakref.WeakSet[Any] = weakref.WeakSet()
         super().init_process()
+
+    @property
+    def worker_connections(self) -> int:
+        """What gthread's loop compares its connections with before it accepts more."""
+        idle = len(self.keepalived_conns) + len(self.pending_conns)
+        threads: int = self.cfg.threads
+        return min(self._connections_limit, idle + threads)
+
+    @worker_connections.setter
+    def worker_connections(self, limit: int) -> None:  # gthread sets the configured one
+        self._connections_limit = limit
 
     def enqueue_req(self, conn: Any) -> None:
         if not conn.initialized:
