@@ -112,8 +112,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
     ``worker_connections`` (1,000), and whichever worker wakes first takes a burst of
     them: a load balancer's or a sender's kept-alive connections could all end on one
     worker, whose four threads then wait on commits while the others idle (a webhook
-    waits for its commit; bench/PROFILE.md measured 16 connections on one worker at a
-    third of the rate on five).
+    waits for its commit; bench/PROFILE.md has the figures).
 
     A stopping worker lets go at once of the connections that never sent a request (a
     browser opens spare ones and keeps them): gthread waits for data on each for 5 s,
