@@ -54,16 +54,25 @@ class Recording(Store):
         self.batches.append([d.instance_id for d in batch])
 
 
-@pytest.fixture
-def writer(store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
-    """A writer with its own store on the same database, serving in a thread."""
+def recording(store: Store) -> Recording:
     own = Recording(store.db)
     own.batches = []
-    path = str(socket_dir / "inbox.sock")
+    return own
+
+
+def listening(path: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
-    serving = InboxWriter(own, listener, metrics.start(None))
+    return listener
+
+
+@pytest.fixture
+def writer(store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
+    """A writer with its own store on the same database, serving in a thread."""
+    own = recording(store)
+    path = str(socket_dir / "inbox.sock")
+    serving = InboxWriter(own, listening(path), metrics.start(None))
     yield serving, own, path
     serving.close()
 
@@ -309,14 +318,10 @@ def lingering(
 ) -> Iterator[tuple[InboxWriter, Recording, list[socket.socket], socket.socket]]:
     """A writer with ``pace`` (linger, busy), ``lines`` worker lines it has accepted,
     and the ringing end of its wake socket."""
-    own = Recording(store.db)
-    own.batches = []
+    own = recording(store)
     path = str(socket_dir / "inbox.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(16)
     ring, wake = socket.socketpair()
-    serving = InboxWriter(own, listener, metrics.start(None), wake=wake, **pace)
+    serving = InboxWriter(own, listening(path), metrics.start(None), wake=wake, **pace)
     workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(lines)]
     for sock in workers:
         sock.connect(path)
@@ -357,11 +362,16 @@ def test_while_busy_the_writer_waits_for_every_line_before_it_commits(
         assert workers[1].recv(1) == b"+"
 
 
-def test_a_writer_waits_for_more_only_while_commits_come_fast(
-    store: Store, socket_dir: Path
+@pytest.mark.parametrize(
+    ("linger", "busy"),
+    [(60.0, 0.0), (0.05, 60.0)],
+    ids=["the last commit is never recent: no wait", "the wait ends at its linger"],
+)
+def test_a_writer_waits_for_more_only_while_commits_come_fast_and_not_for_long(
+    store: Store, socket_dir: Path, linger: float, busy: float
 ) -> None:
-    with lingering(store, socket_dir, 2, linger=60.0, busy=0.0) as (serving, own, workers, _):
-        for name in ("a", "b"):  # the last commit is never recent: each is committed alone
+    with lingering(store, socket_dir, 2, linger=linger, busy=busy) as (serving, own, workers, _):
+        for name in ("a", "b"):  # one line of two sends: each delivery is committed alone
             workers[0].sendall(frame(delivery(name)))
             thread, answered = stepping(serving)
             thread.join(10)
@@ -369,16 +379,7 @@ def test_a_writer_waits_for_more_only_while_commits_come_fast(
         assert own.batches == [["a"], ["b"]]
 
 
-def test_a_writers_wait_for_more_ends_at_its_linger_or_at_a_stop(
-    store: Store, socket_dir: Path
-) -> None:
-    with lingering(store, socket_dir, 2, linger=0.05, busy=60.0) as (serving, own, workers, _):
-        for name in ("a", "b"):  # the second waits 50 ms for the silent line, then commits
-            workers[0].sendall(frame(delivery(name)))
-            thread, answered = stepping(serving)
-            thread.join(10)
-            assert answered == [1]
-        assert own.batches == [["a"], ["b"]]
+def test_a_stop_ends_a_writers_wait_for_more(store: Store, socket_dir: Path) -> None:
     with lingering(store, socket_dir, 2, linger=60.0, busy=60.0) as (serving, own, workers, ring):
         workers[0].sendall(frame(delivery("c")))
         assert serving.step(10.0) == 1
