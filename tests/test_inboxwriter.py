@@ -67,6 +67,16 @@ def listening(path: str) -> socket.socket:
     return listener
 
 
+def accepted_lines(serving: InboxWriter, path: str, count: int) -> list[socket.socket]:
+    """``count`` worker lines to the writer at ``path``, each accepted (one per step)."""
+    lines = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(count)]
+    for sock in lines:
+        sock.connect(path)
+    while len(serving._buffers) < count:
+        serving.step(1.0)
+    return lines
+
+
 @pytest.fixture
 def writer(store: Store, socket_dir: Path) -> Iterator[tuple[InboxWriter, Recording, str]]:
     """A writer with its own store on the same database, serving in a thread."""
@@ -132,11 +142,7 @@ def test_the_writer_commits_every_connected_workers_deliveries_in_one_statement(
     writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, own, path = writer
-    workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
-    for sock in workers:
-        sock.connect(path)
-    while len(serving._buffers) < 2:  # accepted, one per step
-        serving.step(1.0)
+    workers = accepted_lines(serving, path, 2)
     workers[0].sendall(frame(delivery("w1-a")) + frame(delivery("w1-b")))
     workers[1].sendall(frame(delivery("w2-a")))
     commits = counted("gbg_receiver_inbox_writer_commits_total")
@@ -219,9 +225,7 @@ def test_a_writer_gone_before_it_answered_leaves_the_worker_to_write(
 ) -> None:
     caplog.set_level(logging.INFO)
     path = str(socket_dir / "inbox.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
+    listener = listening(path)
 
     def read_then_die() -> None:
         conn, _ = listener.accept()
@@ -265,11 +269,7 @@ def test_a_line_sending_garbage_is_cut_and_the_others_are_served(
     writer: tuple[InboxWriter, Recording, str], store: Store
 ) -> None:
     serving, _, path = writer
-    bad, good = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
-    bad.connect(path)
-    good.connect(path)
-    while len(serving._buffers) < 2:
-        serving.step(1.0)
+    bad, good = accepted_lines(serving, path, 2)
     bad.sendall(HEAD.pack(3, 0) + b"{{{")
     good.sendall(frame(delivery("fine")))
     assert serving.step(1.0) == 1
@@ -295,10 +295,8 @@ def env_for_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_a_wake_socket_ends_the_writers_wait_at_once(store: Store, socket_dir: Path) -> None:
     """The writer process passes its StopSignals: a stop ends a wait of any length."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(socket_dir / "inbox.sock"))
-    listener.listen(1)
     ring, wake = socket.socketpair()
+    listener = listening(str(socket_dir / "inbox.sock"))
     serving = InboxWriter(store, listener, metrics.start(None), wake=wake)
     answered: list[int] = []
     waiting = threading.Thread(target=lambda: answered.append(serving.step(None)), daemon=True)
@@ -322,11 +320,7 @@ def lingering(
     path = str(socket_dir / "inbox.sock")
     ring, wake = socket.socketpair()
     serving = InboxWriter(own, listening(path), metrics.start(None), wake=wake, **pace)
-    workers = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(lines)]
-    for sock in workers:
-        sock.connect(path)
-    while len(serving._buffers) < lines:
-        serving.step(1.0)
+    workers = accepted_lines(serving, path, lines)
     try:
         yield serving, own, workers, ring
     finally:
